@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Set up shiftcurv from nothing: a virtual environment in .venv with torch and the package.
+#
+# torch is installed FIRST and pinned: on a CPU machine `torch==2.13.0` is the CPU build, and with
+# it in place pip never resolves a newer torch with several GB of CUDA packages. On a GPU cluster,
+# choose the build you want:   SHIFTCURV_TORCH="torch==2.13.0" bash scripts/setup.sh
+# (or any spec pip understands, e.g. with --index-url for a CUDA wheel index).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${SHIFTCURV_VENV:-.venv}"
+TORCH_SPEC="${SHIFTCURV_TORCH:-torch==2.13.0}"
+PY="${PYTHON:-python3}"
+
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
+if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  echo "[setup] installing $TORCH_SPEC"
+  pip install $TORCH_SPEC
+fi
+"$VENV/bin/python" -c "import torch" || { echo "[setup] torch failed to install" >&2; exit 1; }
+echo "[setup] installing shiftcurv and its dependencies"
+pip install -e ".[test]"
+"$VENV/bin/shiftcurv" --version

@@ -1,0 +1,1 @@
+"""Subcommands of the `shiftcurv` CLI, one module each (see `shiftcurv.cli`)."""
