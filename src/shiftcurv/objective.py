@@ -64,6 +64,14 @@ class Objective:
         out.update({k: v.detach().clone() for k, v in self.unflatten(theta).items()})
         return out
 
+    def subset(self, start: int, stop: int) -> Objective:
+        """The same objective on samples [start, stop) (shares the model; for minibatch descent)."""
+        sub = copy.copy(self)
+        sub.x, sub.y = self.x[start:stop], self.y[start:stop]
+        sub.n = len(sub.y)
+        sub.evaluations = self.evaluations  # counted together with the parent
+        return sub
+
     # -- evaluation ----------------------------------------------------------------------------
     def _chunks(self):
         for i in range(0, self.n, self.chunk_size):

@@ -1,0 +1,213 @@
+"""Finding θ_tr and θ_test from the SGD solution (paper Section 3, Appendix G).
+
+The minimum is defined as the endpoint of gradient flow dθ/dτ = −∇U_α(θ) from the SGD solution,
+run to flow time τ_max or until ‖∇U_α‖ ≤ gtol. The valleys are so flat that "the" minimum is not
+well defined otherwise (L-BFGS endpoints from one start land far apart at equally small ‖g‖);
+the flow endpoint is, and it is what the paper's protocol computes: small-step descent at
+lr 1e-4 for many epochs is gradient flow to τ = lr × steps.
+
+Two methods, same flow:
+- `paper_descent`: the paper's protocol — minibatch GD, no shuffle, no drop-last, fixed lr;
+  τ advances by lr per step. Faithful and slow: the reference.
+- `gradient_flow` (default): the same flow integrated fast — full-batch explicit Euler (= GD)
+  with step-size control. A step h is accepted when (a) its local error estimate ½·h·‖g(θ−hg) − g‖
+  (Euler against Heun) is at most `rtol` times the step length h·‖g‖, and (b) U_α drops by at least
+  ½·h·‖g‖² (Armijo: the curvature along g is below 1/h); otherwise h is halved. h also never
+  exceeds safety/λ_max (λ_max by power iteration on Hessian-vector products, re-estimated as it
+  changes), the stability limit of explicit Euler. The gradient at the trial point is the next
+  step's gradient, so control costs no extra evaluations; accepted steps grow h by at most 2×.
+  ReLU networks have kinks where the gradient jumps; the error estimate of a step across one does
+  not shrink with h (the flow may even slide along the kink). When halving a step leaves the
+  gradient change above 3/4 of what it was, the change is a jump, not curvature: the larger step
+  is taken (counted in `kinks`). The Armijo test is never waived.
+L-BFGS is deliberately not offered as a default: it leaves the flow path.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from shiftcurv.objective import Objective
+
+
+@dataclass
+class FlowResult:
+    theta: torch.Tensor
+    method: str
+    tau: float  # flow time reached
+    steps: int
+    grad_evals: float  # in full-data gradient equivalents
+    hvp_evals: int
+    grad_norm: float  # ‖∇U_α‖ at the endpoint
+    value: float  # U_α at the endpoint
+    stop_reason: str  # "tau", "gtol", "max_steps", "diverged", "stalled"
+    seconds: float
+    history: dict = field(default_factory=lambda: {"tau": [], "value": [], "grad_norm": []})
+    rejected: int = 0  # trial steps rejected by the step-size control
+    kinks: int = 0  # steps accepted with the error test waived (gradient discontinuities)
+
+    def record(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "theta"}
+
+
+def _log(history: dict, tau: float, value: float, gnorm: float) -> None:
+    history["tau"].append(tau)
+    history["value"].append(value)
+    history["grad_norm"].append(gnorm)
+
+
+def top_curvature(objective: Objective, theta: torch.Tensor, v0: torch.Tensor | None = None,
+                  iters: int = 20, rtol: float = 1e-3) -> tuple[float, torch.Tensor, int]:
+    """|λ|_max of ∇²U_α(θ) by power iteration (warm-started from v0). Returns (λ, v, HVPs)."""
+    v = torch.randn_like(theta) if v0 is None else v0.clone()
+    v /= v.norm()
+    lam, n = 0.0, 0
+    for n in range(1, iters + 1):
+        hv = objective.hvp(theta, v)
+        new = float(v.dot(hv))
+        norm = hv.norm()
+        if norm == 0 or not math.isfinite(new):
+            break
+        v = hv / norm
+        if n > 1 and abs(new - lam) <= rtol * abs(new):
+            lam = new
+            break
+        lam = new
+    return abs(lam), v, n
+
+
+def gradient_flow(objective: Objective, theta0: torch.Tensor, *, tau_max: float = 10.0,
+                  gtol: float = 0.0, max_steps: int = 100_000, rtol: float = 0.01,
+                  safety: float = 1.0, refresh_every: int = 25,
+                  progress=None) -> FlowResult:
+    """Integrate dθ/dτ = −∇U_α(θ) from θ0 to τ_max (or ‖∇U_α‖ ≤ gtol, or max_steps)."""
+    t0 = time.perf_counter()
+    progress = progress or (lambda msg, force=False: None)
+    theta = theta0.detach().clone()
+    value, g = objective.value_and_grad(theta)
+    gnorm = float(g.norm())
+    grad_evals, hvps = 1, 0
+    history: dict = {"tau": [], "value": [], "grad_norm": []}
+    _log(history, 0.0, value, gnorm)
+    lam, v, n = top_curvature(objective, theta)
+    hvps += n
+    h_max = safety / max(lam, 1e-12)
+    h = min(h_max, tau_max / 100)
+    # Armijo slack: the decrease test must not fail on round-off alone
+    slack = 8 * torch.finfo(theta.dtype).eps
+    tau, steps, since_refresh, reason = 0.0, 0, 0, "max_steps"
+    rejected, kinks, pending = 0, 0, None
+    while True:
+        if not (math.isfinite(value) and math.isfinite(gnorm)):
+            reason = "diverged"
+            break
+        if gnorm <= gtol:
+            reason = "gtol"
+            break
+        if tau >= tau_max * (1 - 1e-12):
+            reason = "tau"
+            break
+        if steps >= max_steps:
+            break
+        dt = min(h, tau_max - tau)
+        trial = theta - dt * g
+        new_value, new_g = objective.value_and_grad(trial)
+        grad_evals += 1
+        dg = float((new_g - g).norm())
+        armijo = new_value <= value - 0.5 * dt * gnorm**2 + slack * max(1.0, abs(value))
+        accurate = 0.5 * dt * dg <= rtol * dt * gnorm
+        kink = False
+        if armijo and not accurate and pending is not None and dg > 0.75 * pending[3]:
+            # halving the step did not shrink the gradient change: a jump (ReLU kink), not
+            # curvature. The error estimate is meaningless here: take the larger step.
+            trial, new_value, new_g, dg, dt = pending
+            kink = True
+        elif not (armijo and accurate):
+            pending = (trial, new_value, new_g, dg, dt) if armijo else None
+            h, rejected = dt / 2, rejected + 1
+            if h < 1e-14 * max(1.0, tau_max):
+                reason = "stalled"
+                break
+            continue
+        pending = None
+        kinks += kink
+        theta, value, g = trial, new_value, new_g
+        gnorm = float(g.norm())
+        if dt >= h and not kink:  # a full step passed: try a larger one, within stability
+            h = min(2 * h, h_max, h * 0.9 * math.sqrt(rtol * gnorm / max(0.5 * dg, 1e-300)))
+        elif kink:
+            h = dt
+        tau += dt
+        steps += 1
+        since_refresh += 1
+        _log(history, tau, value, gnorm)
+        progress(f"flow: tau {tau:.4g}/{tau_max:g}  U {value:.6g}  |g| {gnorm:.3e}  "
+                 f"step {dt:.3g}  steps {steps}")
+        if since_refresh >= refresh_every:
+            lam, v, n = top_curvature(objective, theta, v0=v, iters=5)
+            hvps += n
+            since_refresh = 0
+            h_max = safety / max(lam, 1e-12)
+            h = min(h, h_max)
+    return FlowResult(theta, "flow", tau, steps, float(grad_evals), hvps, gnorm, value, reason,
+                      time.perf_counter() - t0, history, rejected, kinks)
+
+
+def paper_descent(objective: Objective, theta0: torch.Tensor, *, lr: float = 1e-4,
+                  batch_size: int = 5000, max_epochs: int = 10_000, tau_max: float | None = None,
+                  gtol: float = 0.0, check_every: int = 100, progress=None) -> FlowResult:
+    """The paper's protocol: minibatch GD at fixed lr, batches in data order (no shuffle, last
+    partial batch kept), for max_epochs or until τ = lr·steps reaches tau_max. ‖∇U_α‖ is checked
+    against gtol every `check_every` epochs (a full gradient, counted in grad_evals)."""
+    t0 = time.perf_counter()
+    progress = progress or (lambda msg, force=False: None)
+    n = objective.n
+    batches = [objective.subset(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    theta = theta0.detach().clone()
+    value, g = objective.value_and_grad(theta)
+    gnorm = float(g.norm())
+    grad_evals = 1.0
+    history: dict = {"tau": [], "value": [], "grad_norm": []}
+    _log(history, 0.0, value, gnorm)
+    tau, steps, reason = 0.0, 0, "max_steps"
+    for epoch in range(1, max_epochs + 1):
+        for b in batches:
+            if tau_max is not None and tau >= tau_max * (1 - 1e-12):
+                break
+            _, gb = b.value_and_grad(theta)
+            # the L2 term is in every batch objective, as with weight decay on each step
+            theta = theta - lr * gb
+            grad_evals += b.n / n
+            tau += lr
+            steps += 1
+        done = tau_max is not None and tau >= tau_max * (1 - 1e-12)
+        if done or epoch % check_every == 0 or epoch == max_epochs:
+            value, g = objective.value_and_grad(theta)
+            gnorm = float(g.norm())
+            grad_evals += 1
+            _log(history, tau, value, gnorm)
+            progress(f"paper: epoch {epoch}  tau {tau:.4g}  U {value:.6g}  |g| {gnorm:.3e}")
+            if not (math.isfinite(value) and math.isfinite(gnorm)):
+                reason = "diverged"
+                break
+            if gnorm <= gtol:
+                reason = "gtol"
+                break
+            if done:
+                reason = "tau"
+                break
+    return FlowResult(theta, "paper", tau, steps, grad_evals, 0, gnorm, value, reason,
+                      time.perf_counter() - t0, history)
+
+
+def find_minimum(objective: Objective, theta0: torch.Tensor, method: str = "flow",
+                 progress=None, **options) -> FlowResult:
+    if method == "flow":
+        return gradient_flow(objective, theta0, progress=progress, **options)
+    if method == "paper":
+        return paper_descent(objective, theta0, progress=progress, **options)
+    raise ValueError(f"unknown minimum-finding method {method!r}; known: flow, paper")

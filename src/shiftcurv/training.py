@@ -1,0 +1,199 @@
+"""SGD at temperature T, with PyTorch Lightning as the harness.
+
+Plain SGD (momentum 0), η = T·B, weight decay α (= L2 coefficient on ½‖θ‖², see
+`shiftcurv.objective`) in the training objective only; the loss we evaluate and report is the plain
+cross-entropy, as in the paper (L2_AT_EVAL: False).
+
+Speed: the data lives on the device as two tensors. Each Lightning "batch" is one whole epoch: the
+module draws that epoch's permutation (a pure function of seed and epoch) and runs all of its
+minibatch steps in a tight loop under manual optimisation. Lightning's per-step machinery
+(hooks, loop bookkeeping) then runs once per epoch instead of once per step, which is what brings
+the harness to within a few percent of a bare PyTorch loop (benchmarks/bench_training.py).
+
+Determinism: the same cell gives bit-identical weights on CPU with the same thread count; a run
+resumed from a checkpoint taken at an epoch boundary continues exactly as if uninterrupted,
+because SGD without momentum has no state besides θ and the batch order depends only on
+(seed, epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from shiftcurv.temperature import epoch_budget, epoch_seed, learning_rate, steps_per_epoch
+
+
+@dataclass
+class TrainSettings:
+    temperature: float
+    batch_size: int = 100
+    seed: int = 0
+    l2: float = 1e-5
+    epochs_ref: float = 400
+    temperature_ref: float = 5e-5
+    max_epochs: int = 400
+    checkpoint_every: int = 10
+    device: str = "cpu"
+
+    @property
+    def lr(self) -> float:
+        return learning_rate(self.temperature, self.batch_size)
+
+    @property
+    def epochs(self) -> int:
+        return epoch_budget(self.temperature, self.epochs_ref, self.temperature_ref,
+                            self.max_epochs)
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides θ: enough to continue bit-identically."""
+
+    epoch: int = 0  # epochs completed
+    history: dict = field(default_factory=lambda: {"epoch": [], "loss": [], "accuracy": [],
+                                                   "seconds": []})
+    status: str = "running"
+    wall_seconds: float = 0.0
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
+    return torch.randperm(n, generator=g)
+
+
+class Progress:
+    """One line per report in batch logs; a live, rewritten line when stderr is a terminal."""
+
+    def __init__(self, stream=None, every_seconds: float = 10.0):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.every = 0.0 if self.live else every_seconds
+        self.last = -math.inf
+
+    def __call__(self, msg: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not (force or now - self.last >= self.every):
+            return
+        self.last = now
+        if self.live and not force:
+            self.stream.write("\r" + msg[:150].ljust(150))
+        else:
+            self.stream.write(("\n" if self.live else "") + msg + "\n")
+        self.stream.flush()
+
+
+class SGDModule(pl.LightningModule):
+    """Runs one epoch of plain minibatch SGD per Lightning training step."""
+
+    def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 settings: TrainSettings, state: TrainState, checkpoint=None, progress=None):
+        super().__init__()
+        self.model = model
+        self.x_cpu, self.y_cpu = x, y
+        self.settings = settings
+        self.state = state
+        self.checkpoint = checkpoint  # callable(module) at checkpoint epochs
+        self.progress = progress or (lambda msg, force=False: None)
+        self.automatic_optimization = False
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.model.parameters(), lr=self.settings.lr, momentum=0.0,
+                               weight_decay=self.settings.l2)
+
+    def on_fit_start(self) -> None:
+        self.x = self.x_cpu.to(self.device)
+        self.y = self.y_cpu.to(self.device)
+
+    def training_step(self, batch, batch_idx):
+        s, st = self.settings, self.state
+        epoch = st.epoch  # 0-based index of the epoch about to run
+        t0 = time.perf_counter()
+        opt = self.optimizers().optimizer  # the raw torch optimizer: no per-step wrapper cost
+        n_steps = steps_per_epoch(len(self.y), s.batch_size)
+        perm = epoch_permutation(s.seed, epoch, len(self.y)).to(self.device)
+        batches = perm[: n_steps * s.batch_size].view(n_steps, s.batch_size)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self.model.train()
+        for idx in batches:
+            xb, yb = self.x[idx], self.y[idx]
+            out = self.model(xb)
+            loss = F.cross_entropy(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach()
+            correct += (out.detach().argmax(1) == yb).sum()
+        mean_loss = float(loss_sum) / n_steps
+        acc = int(correct) / (n_steps * s.batch_size)
+        dt = time.perf_counter() - t0
+        st.epoch = epoch + 1
+        st.wall_seconds += dt
+        h = st.history
+        h["epoch"].append(st.epoch)
+        h["loss"].append(mean_loss)
+        h["accuracy"].append(acc)
+        h["seconds"].append(dt)
+        finite = math.isfinite(mean_loss) and all(
+            bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        if not finite:
+            st.status = "diverged"
+            self.progress(f"epoch {st.epoch}/{s.epochs}: loss is not finite at T={s.temperature:g}"
+                          f" (lr={s.lr:g}): stopping, status diverged", force=True)
+            self.trainer.should_stop = True
+            return None
+        last = st.epoch >= s.epochs
+        self.progress(f"epoch {st.epoch}/{s.epochs}  train loss {mean_loss:.5f}  acc {acc:.4f}"
+                      f"  ({dt:.2f} s/epoch, {st.wall_seconds:.1f} s)", force=last)
+        if self.checkpoint is not None and not last and s.checkpoint_every > 0 \
+                and st.epoch % s.checkpoint_every == 0:
+            self.checkpoint(self)
+        return None
+
+
+def quiet_lightning() -> None:
+    """Lightning's banners ("GPU available", tips) are noise in per-cell logs."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def accelerator_of(device: str) -> str:
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu"}[device]
+
+
+def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
+        state: TrainState | None = None, checkpoint=None, progress=None) -> TrainState:
+    """Train `model` in place from `state` (a fresh run when None) to the epoch budget or until
+    the loss is not finite. Returns the final state (status "ok" or "diverged")."""
+    quiet_lightning()
+    state = state or TrainState()
+    remaining = settings.epochs - state.epoch
+    if remaining > 0 and state.status == "running":
+        module = SGDModule(model, x, y, settings, state, checkpoint, progress)
+        trainer = pl.Trainer(
+            max_epochs=remaining, accelerator=accelerator_of(settings.device), devices=1,
+            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+            use_distributed_sampler=False, deterministic=False)
+        # one dummy item per epoch: the module draws its own batches (see module docstring)
+        trainer.fit(module, train_dataloaders=[0])
+        model.to("cpu")
+    if state.status == "running":
+        state.status = "ok"
+    return state
+
+
+def settings_dict(settings: TrainSettings) -> dict:
+    d = asdict(settings)
+    d.update(lr=settings.lr, epochs=settings.epochs)
+    return d
