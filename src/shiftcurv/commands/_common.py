@@ -1,0 +1,111 @@
+"""Helpers shared by the CLI steps: settings, threads, progress, provenance, model rebuild."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shiftcurv import ShiftcurvError, __version__
+
+
+def add_settings_argument(p, required: bool = True) -> None:
+    p.add_argument("--settings", required=required, metavar="JSON|@FILE",
+                   help="the step's settings as JSON text, or @path to a JSON/YAML file")
+
+
+def parse_settings(text: str) -> dict:
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.exists():
+            raise ShiftcurvError(f"settings file not found: {path}")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text) or {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ShiftcurvError(f"--settings is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ShiftcurvError("--settings must be a JSON object")
+    return value
+
+
+def require(settings: dict, *keys: str) -> None:
+    missing = [k for k in keys if k not in settings]
+    if missing:
+        raise ShiftcurvError(f"--settings lacks {', '.join(missing)}")
+
+
+def add_threads_argument(p) -> None:
+    p.add_argument("--threads", type=int, default=int(os.environ.get("SHIFTCURV_THREADS", 1)),
+                   help="torch CPU threads (default 1; results are bit-identical only for the "
+                        "same thread count)")
+
+
+def set_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def log(msg: str) -> None:
+    """A time-stamped progress line on stderr (the rule's log: file in the workflow)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@functools.lru_cache(maxsize=1)
+def git_revision() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        rev = out.stdout.strip()
+        if rev:
+            dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain",
+                                    "--untracked-files=no"], capture_output=True, text=True,
+                                   timeout=5).stdout.strip()
+            return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def provenance() -> dict:
+    import torch
+
+    return {"shiftcurv_version": __version__, "git_revision": git_revision(),
+            "torch_version": torch.__version__, "host": platform.node(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "threads": torch.get_num_threads(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def dtype_of(name: str):
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def build_model(arch: dict, dataset, state: dict | None = None, dtype=None):
+    """The cell's network; with `state`, its weights (a state dict from a weights file), loaded
+    after casting to `dtype` so that float64 minima are not rounded through float32."""
+    from shiftcurv import models
+
+    model = models.build(arch, dataset.in_shape, dataset.n_classes)
+    if dtype is not None:
+        model = model.to(dtype)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            first = str(e).splitlines()[0]
+            raise ShiftcurvError(f"weights do not fit architecture {arch}: {first}") from None
+    return model

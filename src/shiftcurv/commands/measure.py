@@ -1,0 +1,105 @@
+"""Measure along the line between θ_tr and θ_test (paper Fig. 1-3, Eq. 3, Appendix F).
+
+Writes one JSON with everything the gather step needs for the cell: the SGD run's summary, the
+minimum-finding summaries (τ, ‖∇U‖, stop reasons), the loss/accuracy profiles on the grid
+u = r/‖s‖ ∈ [−margin, 1 + margin], the symmetrized-fit curvatures c_train and c_test, ‖s‖,
+shift-curvature sᵀC_test s, the Taylor check, and the exact directional curvatures
+sᵀ∇²U s/‖s‖² at θ_tr and θ_test by Hessian-vector products (plain loss, no L2).
+If an upstream step did not end "ok", the record carries its status and no measures.
+
+Example:
+  shiftcurv measure --data d.npz --theta-train theta_train.safetensors \\
+      --theta-test theta_test.safetensors --train-record train.json \\
+      --min-records min_train.json min_test.json --settings '{"arch": {...}}' --out measure.json
+"""
+
+from __future__ import annotations
+
+from shiftcurv.commands._common import (
+    add_settings_argument,
+    add_threads_argument,
+    build_model,
+    dtype_of,
+    log,
+    parse_settings,
+    provenance,
+    require,
+    set_threads,
+)
+
+HELP = "measure losses, curvatures and shift along the line between the minima"
+TRAIN_KEYS = ("lr", "batch_size", "temperature", "epochs", "epochs_planned", "steps", "n_params",
+              "wall_seconds")
+MIN_KEYS = ("method", "tau", "steps", "grad_evals", "hvp_evals", "grad_norm", "value",
+            "stop_reason", "seconds", "distance_moved")
+
+
+def add_arguments(p):
+    p.add_argument("--data", required=True, help="dataset .npz from prepare-data")
+    p.add_argument("--theta-train", required=True, help="θ_tr (.safetensors)")
+    p.add_argument("--theta-test", required=True, help="θ_test (.safetensors)")
+    p.add_argument("--train-record", required=True, help="the SGD run's record")
+    p.add_argument("--min-records", required=True, nargs=2, metavar=("MIN_TRAIN", "MIN_TEST"))
+    add_settings_argument(p)
+    p.add_argument("--out", required=True, help="measure.json")
+    add_threads_argument(p)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from shiftcurv import data
+    from shiftcurv.io import load_state, read_json, write_json
+    from shiftcurv.line import line_grid, loss_profiles, shift_curvature_measures
+    from shiftcurv.objective import Objective
+
+    set_threads(args.threads)
+    s = parse_settings(args.settings)
+    require(s, "arch")
+    train_rec = read_json(args.train_record, what="SGD record")
+    mins = {split: read_json(path, what=f"min_{split} record")
+            for split, path in zip(("train", "test"), args.min_records, strict=True)}
+    record = {"sgd": {k: train_rec.get(k) for k in TRAIN_KEYS}, "settings": s,
+              "provenance": provenance()}
+    for split in ("train", "test"):
+        record["sgd"][f"{split}_loss"] = train_rec.get(f"{split}_loss")
+        record["sgd"][f"{split}_acc"] = train_rec.get(f"{split}_acc")
+        record[f"min_{split}"] = {k: mins[split].get(k) for k in MIN_KEYS}
+    bad = [st for st in (train_rec["status"], mins["train"]["status"], mins["test"]["status"])
+           if st != "ok"]
+    if bad:
+        record["status"] = bad[0]
+        log(f"upstream status {bad[0]!r}: no measures")
+        write_json(args.out, record)
+        return 0
+    ds = data.load(args.data)
+    dtype = dtype_of(s.get("dtype", "float64"))
+    thetas, objectives = {}, {}
+    for split, path in (("train", args.theta_train), ("test", args.theta_test)):
+        state, _ = load_state(path, what=f"theta_{split}")
+        model = build_model(s["arch"], ds, state, dtype=dtype)
+        x, y = ds.tensors(split)
+        objectives[split] = Objective(model, x, y, l2=0.0, chunk_size=s.get("chunk_size", 4096),
+                                      dtype=dtype)
+        thetas[split] = objectives[split].theta_of()
+    theta_tr, theta_test = thetas["train"], thetas["test"]
+    shift = theta_test - theta_tr
+    shift_norm = float(shift.norm())
+    u = line_grid(s.get("margin", 1.0), s.get("points_per_unit", 20))
+    log(f"measure: |s| = {shift_norm:.5g}, {len(u)} points on the line")
+    profiles = loss_profiles(objectives, theta_tr, theta_test, u)
+    # the L2 objective along the line, U + (α/2)|Θ(u)|², for reference (Θ(u) = θ_tr + u·s)
+    alpha = float(s.get("l2", 0.0))
+    sq = [float((theta_tr + float(ui) * shift).pow(2).sum()) for ui in u]
+    profiles["train_objective_line"] = profiles["train_loss_line"] + 0.5 * alpha * np.array(sq)
+    scalars = shift_curvature_measures(u, profiles["train_loss_line"],
+                                       profiles["test_loss_line"], shift_norm)
+    if shift_norm > 0:
+        scalars["c_train_hvp"] = objectives["train"].directional_curvature(theta_tr, shift)
+        scalars["c_test_hvp"] = objectives["test"].directional_curvature(theta_test, shift)
+    record.update(status="ok", u=u, scalars=scalars, profiles=profiles)
+    write_json(args.out, record)
+    log("done: " + ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()
+                             if k in ("c_train", "c_test", "c_train_hvp", "c_test_hvp",
+                                      "shift_curvature", "taylor_relative_error")))
+    return 0

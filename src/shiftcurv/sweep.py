@@ -1,0 +1,212 @@
+"""The sweep: config → cells → canonical paths and per-step settings.
+
+Shared by the Snakefile (at parse time: keep this module free of torch) and by the CLI steps that
+look at the whole sweep (gather, status, plan). A cell is (dataset, arch, temperature, batch size,
+seed); its directory is
+
+    results/runs/{dataset}/{arch}/T~{T}/B~{B}/seed~{seed}/
+
+with T in one canonical format (`format_temperature`), so 1e-4, 0.0001 and 1.0e-04 are one cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from shiftcurv import ShiftcurvError
+
+RESULTS = "results"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # safe in paths and shell words
+# per-cell step outputs, relative to the cell directory
+TRAIN_OUT = {"weights": "theta_sgd.safetensors", "record": "train.json"}
+MIN_OUT = {split: {"weights": f"theta_{split}.safetensors", "record": f"min_{split}.json"}
+           for split in ("train", "test")}
+MEASURE_OUT = "measure.json"
+DATA_FILE = "results/data/{dataset}.npz"
+
+
+def format_temperature(t: float | str) -> str:
+    """Canonical spelling of a temperature: shortest round-trip mantissa, 2-digit exponent
+    (1e-04, 2.5e-05). Equal floats always give the same string."""
+    x = float(t)
+    if not math.isfinite(x) or x <= 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {t!r}")
+    mant, exp = f"{x:.15e}".split("e")
+    mant = repr(float(mant))  # drop trailing zeros and float noise (e.g. 2.5000000000000000)
+    mant = mant[:-2] if mant.endswith(".0") else mant
+    return f"{mant}e{int(exp):+03d}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    arch: str
+    temperature: str  # canonical string
+    batch_size: int
+    seed: int
+
+    @property
+    def T(self) -> float:
+        return float(self.temperature)
+
+    @property
+    def dir(self) -> str:
+        return (f"{RESULTS}/runs/{self.dataset}/{self.arch}/T~{self.temperature}/"
+                f"B~{self.batch_size}/seed~{self.seed}")
+
+    @property
+    def wildcards(self) -> dict:
+        return {"dataset": self.dataset, "arch": self.arch, "T": self.temperature,
+                "B": str(self.batch_size), "seed": str(self.seed)}
+
+
+def cells(config: dict) -> list[Cell]:
+    """Every cell of the sweep, in a stable order (config order on each axis)."""
+    temps = list(dict.fromkeys(format_temperature(t) for t in config["temperatures"]))
+    return [Cell(d, a, t, int(b), int(s)) for d, a, t, b, s in itertools.product(
+        config["datasets"], config["archs"], temps, config["batch_sizes"], config["seeds"])]
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a YAML config, apply the schema's defaults, and check it (one line per problem)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ShiftcurvError(f"config file not found: {path}")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ShiftcurvError(f"config file {path} is not valid YAML: {e}".replace("\n", " "))
+    return validate(config)
+
+
+SCHEMA = Path(__file__).resolve().parent / "config.schema.yaml"
+
+
+def validate(config: dict) -> dict:
+    """JSON-Schema validation (filling defaults) plus the semantic checks; raises with one line
+    per problem naming the key and the value."""
+    problems = schema_problems(config)
+    if not problems:
+        problems = semantic_problems(config)
+    if problems:
+        raise ShiftcurvError("invalid config:\n  " + "\n  ".join(problems))
+    return config
+
+
+def schema_problems(config: dict) -> list[str]:
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    validator_cls = jsonschema.validators.validator_for(schema)
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(key, json.loads(json.dumps(sub["default"])))
+        yield from validator_cls.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    extended = jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+    errors = sorted(extended(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}"
+            for e in errors]
+
+
+def semantic_problems(config: dict) -> list[str]:
+    """What a schema cannot say: known names, positive values, budgets, duplicates."""
+    from shiftcurv import data, models
+
+    out = []
+    for name, opts in config["datasets"].items():
+        kind = opts.get("type", name)
+        if kind not in data.BUILDERS:
+            out.append(f"datasets.{name}: unknown dataset {kind!r} (known: {data.known()})")
+    for name, spec in config["archs"].items():
+        if spec.get("type") not in models.ARCHITECTURES:
+            out.append(f"archs.{name}.type: unknown architecture {spec.get('type')!r} "
+                       f"(known: {models.known()})")
+    for section, names in (("datasets", config["datasets"]), ("archs", config["archs"])):
+        for name in names:
+            if not NAME_RE.match(str(name)):
+                out.append(f"{section}.{name}: names may hold only letters, digits, '_', '.', '-'")
+    seen: dict[str, object] = {}
+    for t in config["temperatures"]:
+        try:
+            key = format_temperature(t)
+        except (TypeError, ValueError):
+            out.append(f"temperatures: {t!r} is not a number > 0")
+            continue
+        if key in seen:
+            out.append(f"temperatures: {t!r} and {seen[key]!r} are the same temperature")
+        seen[key] = t
+    for axis in ("seeds", "batch_sizes"):
+        vals = config[axis]
+        if len(set(vals)) != len(vals):
+            out.append(f"{axis}: duplicate values in {vals}")
+    for name, opts in config["datasets"].items():
+        n_train = dataset_train_size(opts | {"type": opts.get("type", name)})
+        for b in config["batch_sizes"]:
+            if n_train is not None and b > n_train:
+                out.append(f"batch_sizes: {b} is larger than dataset {name!r}'s "
+                           f"{n_train} training samples")
+    tr = config["train"]
+    if tr["max_epochs"] < 1:
+        out.append(f"train.max_epochs: must be >= 1, got {tr['max_epochs']}")
+    return out
+
+
+def dataset_train_size(opts: dict) -> int | None:
+    """Training-set size implied by a dataset's options (None when unknown before building)."""
+    if opts["type"] == "mnist1d":
+        return int(opts.get("num_samples", 5000) * opts.get("train_split", 0.8))
+    if opts["type"] == "gaussian-teacher":
+        return int(opts.get("n_train", 512))
+    return None
+
+
+# -- per-step settings: only the cell's own resolved values (Snakemake's params rerun trigger) ----
+def dataset_settings(config: dict, dataset: str) -> dict:
+    opts = dict(config["datasets"][dataset])
+    return {"name": opts.pop("type", dataset), "options": opts}
+
+
+def train_settings(config: dict, cell: Cell) -> dict:
+    from shiftcurv.temperature import epoch_budget, learning_rate
+
+    tr = config["train"]
+    return {
+        "arch": config["archs"][cell.arch], "temperature": cell.T, "batch_size": cell.batch_size,
+        "seed": cell.seed, "l2": tr["l2"], "epochs_ref": tr["epochs_ref"],
+        "temperature_ref": tr["temperature_ref"], "max_epochs": tr["max_epochs"],
+        "checkpoint_every": tr["checkpoint_every"], "device": tr["device"],
+        # derived, so a change of rule shows in the params too
+        "lr": learning_rate(cell.T, cell.batch_size),
+        "epochs": epoch_budget(cell.T, tr["epochs_ref"], tr["temperature_ref"], tr["max_epochs"]),
+    }
+
+
+def minimize_settings(config: dict, cell: Cell, split: str) -> dict:
+    mn = dict(config["minimize"])
+    return {"arch": config["archs"][cell.arch], "split": split, "l2": config["train"]["l2"], **mn}
+
+
+def measure_settings(config: dict, cell: Cell) -> dict:
+    return {"arch": config["archs"][cell.arch], "l2": config["train"]["l2"],
+            **config["measure"]}
+
+
+def as_json(settings: dict) -> str:
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"))
