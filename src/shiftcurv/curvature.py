@@ -514,7 +514,7 @@ def alpha_scale(model_or_theta, layer_pair: Sequence, alpha: float, *, objective
             modules[first].weight.mul_(alpha)
             if getattr(modules[first], "bias", None) is not None:
                 modules[first].bias.mul_(alpha)
-            modules[second].weight.div_(alpha)
+            modules[second].weight.mul_(1.0 / alpha)  # as alpha_scale_diagonal, bit for bit
         return model
     if objective is None:
         raise ShiftcurvError("alpha_scale of a flat θ needs the objective (for its layout)")

@@ -1,0 +1,33 @@
+# shiftcurv: the sweep. Edit config.yaml (or pass --configfile), then
+#   snakemake --profile profiles/local      (laptop / CI)
+#   snakemake --profile profiles/slurm      (cluster)
+# Outputs: results/sweep.nc (every cell, one xarray.Dataset) and results/figures/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# The embedded default, unless --configfile names a sweep: Snakemake would otherwise deep-merge
+# that file into this one (adding its datasets and archs to the default's instead of replacing).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/minima.smk"
+include: "workflow/rules/measure.smk"
+include: "workflow/rules/gather.smk"
+include: "workflow/rules/plots.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    input:
+        SWEEP_NC,
+        FIGURES,
+    default_target: True

@@ -1,0 +1,79 @@
+"""Gather every cell of the sweep into one netCDF file (xarray.Dataset; schema in README.md).
+
+Reads results/runs/.../measure.json for every cell the config defines. Without --partial, a
+missing or unreadable record is an error naming the file; with --partial (to look at a sweep
+that is still running), such cells are NaN with status "missing".
+
+Example:  shiftcurv gather --config config.yaml --out results/sweep.nc --partial
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from shiftcurv import ShiftcurvError
+from shiftcurv.commands._common import git_revision, log
+
+HELP = "gather all cells into results/sweep.nc"
+
+
+def add_arguments(p):
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="the sweep config (YAML)")
+    src.add_argument("--config-json", help="the resolved config as JSON (what Snakemake passes)")
+    p.add_argument("--out", default="results/sweep.nc", help="netCDF output (default %(default)s)")
+    p.add_argument("--status-tsv", help="also write a per-cell status table here")
+    p.add_argument("--partial", action="store_true",
+                   help="gather whatever cells are done; the rest are NaN with status 'missing'")
+
+
+def read_records(cells, partial: bool) -> dict:
+    from shiftcurv.io import read_json
+    from shiftcurv.sweep import MEASURE_OUT
+
+    records = {}
+    for cell in cells:
+        path = Path(cell.dir) / MEASURE_OUT
+        try:
+            records[cell] = read_json(path, what="measure record")
+        except ShiftcurvError:
+            if not partial:
+                raise
+            records[cell] = None
+    return records
+
+
+def run(args) -> int:
+    import yaml
+
+    from shiftcurv.gather import build_dataset, write_netcdf
+    from shiftcurv.io import atomic_path
+    from shiftcurv.sweep import cells, load_config, validate
+
+    if args.config:
+        config = load_config(args.config)
+    else:
+        try:
+            config = validate(json.loads(args.config_json))
+        except json.JSONDecodeError as e:
+            raise ShiftcurvError(f"--config-json is not valid JSON: {e}") from None
+    sweep_cells = cells(config)
+    records = read_records(sweep_cells, args.partial)
+    ds = build_dataset(config, records, yaml.safe_dump(config, sort_keys=False), git_revision())
+    write_netcdf(ds, args.out)
+    counts = {}
+    for st in ds["status"].values.ravel():
+        counts[st] = counts.get(st, 0) + 1
+    log(f"gathered {len(sweep_cells)} cells into {args.out}: "
+        + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if args.status_tsv:
+        with atomic_path(args.status_tsv) as tmp, open(tmp, "w") as f:
+            f.write("dataset\tarch\ttemperature\tbatch_size\tseed\tstatus\n")
+            for cell, rec in records.items():
+                st = "missing" if rec is None else rec.get("status", "failed")
+                f.write(f"{cell.dataset}\t{cell.arch}\t{cell.temperature}\t{cell.batch_size}\t"
+                        f"{cell.seed}\t{st}\n")
+    print(args.out, file=sys.stdout)
+    return 0
