@@ -77,6 +77,21 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
+_EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)[eE][+-]?\d+$")
+
+
+def normalise_numbers(obj):
+    """YAML 1.1 (PyYAML, and so Snakemake) reads `1e-4` — no dot — as a string. Researchers
+    write temperatures that way, so exponent-form strings become floats before validation."""
+    if isinstance(obj, dict):
+        return {k: normalise_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [normalise_numbers(v) for v in obj]
+    if isinstance(obj, str) and _EXPONENT_FLOAT.match(obj.strip()):
+        return float(obj)
+    return obj
+
+
 def load_config(path: str | Path) -> dict:
     """Read a YAML config, apply the schema's defaults, and check it (one line per problem)."""
     import yaml
@@ -87,8 +102,9 @@ def load_config(path: str | Path) -> dict:
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ShiftcurvError(f"config file {path} is not valid YAML: {e}".replace("\n", " "))
-    return validate(config)
+        msg = str(e).replace("\n", " ")
+        raise ShiftcurvError(f"config file {path} is not valid YAML: {msg}") from None
+    return validate(normalise_numbers(config))
 
 
 SCHEMA = Path(__file__).resolve().parent / "config.schema.yaml"

@@ -10,6 +10,7 @@ from shiftcurv import sweep as sw  # noqa: E402  (light: no torch)
 from shiftcurv.plots import figure_names  # noqa: E402
 
 
+config.update(sw.normalise_numbers(config))  # YAML reads 1e-4 as a string
 validate(config, "../schemas/config.schema.yaml")
 _problems = sw.semantic_problems(config)
 if _problems:

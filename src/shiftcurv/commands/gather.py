@@ -50,13 +50,13 @@ def run(args) -> int:
 
     from shiftcurv.gather import build_dataset, write_netcdf
     from shiftcurv.io import atomic_path
-    from shiftcurv.sweep import cells, load_config, validate
+    from shiftcurv.sweep import cells, load_config, normalise_numbers, validate
 
     if args.config:
         config = load_config(args.config)
     else:
         try:
-            config = validate(json.loads(args.config_json))
+            config = validate(normalise_numbers(json.loads(args.config_json)))
         except json.JSONDecodeError as e:
             raise ShiftcurvError(f"--config-json is not valid JSON: {e}") from None
     sweep_cells = cells(config)

@@ -1,0 +1,61 @@
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def teacher():
+    """A tiny synthetic classification set (256 train / 128 test, 8 inputs, 3 classes)."""
+    from shiftcurv import data
+
+    return data.build("gaussian-teacher", n_train=256, n_test=128)
+
+
+@pytest.fixture(scope="session")
+def teacher_file(tmp_path_factory, teacher):
+    from shiftcurv import data
+
+    path = tmp_path_factory.mktemp("data") / "teacher.npz"
+    data.save(teacher, path)
+    return path
+
+
+def tiny_mlp(ds, seed=0, widths=(6,), batch_norm=False):
+    from shiftcurv import models
+
+    torch.manual_seed(seed)
+    return models.build({"type": "mlp", "widths": list(widths), "batch_norm": batch_norm},
+                        ds.in_shape, ds.n_classes)
+
+
+class Quadratic:
+    """U(θ) = ½(θ−θ*)ᵀA(θ−θ*) + U*: the same interface as Objective for the parts the flow
+    and the measures use, with every answer known in closed form."""
+
+    def __init__(self, A, theta_star, U_star=0.0):
+        self.A, self.theta_star, self.U_star = A, theta_star, U_star
+        self.n = 1
+
+    def value(self, theta):
+        d = theta - self.theta_star
+        return float(0.5 * d @ self.A @ d) + self.U_star
+
+    def value_and_grad(self, theta):
+        return self.value(theta), self.A @ (theta - self.theta_star)
+
+    def hvp(self, theta, v):
+        return self.A @ v
+
+
+@pytest.fixture
+def quadratic():
+    g = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))
+    eig = torch.tensor([5.0, 2.0, 1.0, 0.5, 0.1, 0.02], dtype=torch.float64)
+    A = q @ torch.diag(eig) @ q.T
+    return Quadratic(A, torch.randn(6, generator=g, dtype=torch.float64), U_star=0.3)

@@ -1,0 +1,94 @@
+"""Minimum finding: the gradient-flow endpoint, fast ('flow') and faithful ('paper')."""
+
+import pytest
+import torch
+from conftest import tiny_mlp
+
+from shiftcurv.minima import find_minimum, gradient_flow, paper_descent, top_curvature
+from shiftcurv.objective import Objective
+from shiftcurv.training import TrainSettings, fit
+
+
+def exact_flow(q, theta0, tau):
+    """θ(τ) = θ* + exp(−Aτ)(θ0 − θ*): gradient flow on a quadratic, in closed form."""
+    return q.theta_star + torch.linalg.matrix_exp(-q.A * tau) @ (theta0 - q.theta_star)
+
+
+@pytest.mark.parametrize("tau", [0.5, 10.0, 200.0])
+def test_flow_follows_the_exact_flow_of_a_quadratic(quadratic, tau):
+    theta0 = torch.zeros(6, dtype=torch.float64)
+    res = gradient_flow(quadratic, theta0, tau_max=tau, step_ratio=0.05)
+    exact = exact_flow(quadratic, theta0, tau)
+    moved = float((exact - theta0).norm())
+    assert res.stop_reason == "tau" and res.tau == pytest.approx(tau)
+    assert float((res.theta - exact).norm()) <= 0.01 * moved
+
+
+def test_flow_accuracy_is_first_order_in_the_step_ratio(quadratic):
+    # τ = 0.5 < 1/λ_max / step_ratio: the stability cap never binds, so the error is all
+    # discretisation and halves with the step ratio (explicit Euler is first order)
+    theta0 = torch.zeros(6, dtype=torch.float64)
+    exact = exact_flow(quadratic, theta0, 0.5)
+    errors = [float((gradient_flow(quadratic, theta0, tau_max=0.5, step_ratio=r).theta
+                     - exact).norm()) for r in (0.1, 0.05, 0.025)]
+    assert 0.4 < errors[1] / errors[0] < 0.6 and 0.4 < errors[2] / errors[1] < 0.6
+
+
+def test_flow_stops_at_gtol_and_records_it(quadratic):
+    res = gradient_flow(quadratic, torch.zeros(6, dtype=torch.float64), tau_max=1e6, gtol=1e-8)
+    assert res.stop_reason == "gtol" and res.grad_norm <= 1e-8
+    assert float((res.theta - quadratic.theta_star).norm()) < 1e-6
+    assert res.value == pytest.approx(quadratic.U_star)
+    assert len(res.history["tau"]) == res.steps + 1
+
+
+def test_power_iteration_finds_the_top_curvature(quadratic):
+    lam, _, _ = top_curvature(quadratic, torch.zeros(6, dtype=torch.float64), iters=200,
+                              rtol=1e-12)
+    assert lam == pytest.approx(5.0, rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def sgd_solution(teacher):
+    x, y = teacher.tensors("train", dtype=torch.float32)
+    model = tiny_mlp(teacher, widths=(8,))
+    fit(model, x, y, TrainSettings(temperature=2e-3, batch_size=32, epochs_ref=10,
+                                   temperature_ref=2e-3, max_epochs=10, checkpoint_every=0))
+    return model
+
+
+def test_flow_reaches_the_paper_protocols_endpoint(teacher, sgd_solution):
+    """Same τ, endpoint within 1 % of |s|, with many fewer gradient evaluations."""
+    tau = 2.0
+    ends, evals = {}, {}
+    for split in ("train", "test"):
+        x, y = teacher.tensors(split)
+        obj = Objective(sgd_solution, x, y, l2=1e-5, dtype=torch.float64)
+        theta0 = obj.theta_of()
+        flow = find_minimum(obj, theta0, "flow", tau_max=tau)
+        paper = find_minimum(obj, theta0, "paper", lr=1e-3, batch_size=5000, tau_max=tau)
+        assert flow.tau == pytest.approx(tau) and paper.tau == pytest.approx(tau)
+        assert flow.stop_reason == paper.stop_reason == "tau"
+        assert flow.grad_norm > 0 and paper.grad_norm > 0
+        ends[split] = (flow.theta, paper.theta)
+        evals[split] = (flow.grad_evals + 2 * flow.hvp_evals, paper.grad_evals)
+    shift = float((ends["test"][1] - ends["train"][1]).norm())
+    for split in ("train", "test"):
+        flow_end, paper_end = ends[split]
+        assert float((flow_end - paper_end).norm()) <= 0.01 * shift, split
+        assert evals[split][0] * 5 < evals[split][1], evals  # HVPs counted as 2 gradients
+
+
+def test_paper_protocol_uses_minibatches_in_order(teacher, sgd_solution):
+    x, y = teacher.tensors("train")
+    obj = Objective(sgd_solution, x, y, dtype=torch.float64)
+    res = paper_descent(obj, obj.theta_of(), lr=1e-3, batch_size=100, max_epochs=3,
+                        check_every=1)
+    assert res.steps == 3 * 3  # 256 samples: batches of 100, 100, 56 (last batch kept)
+    assert res.tau == pytest.approx(9e-3)
+    assert res.grad_evals == pytest.approx(1 + 3 + 3)  # start + 3 epochs + 3 checks
+
+
+def test_unknown_method_is_an_error(quadratic):
+    with pytest.raises(ValueError, match="unknown minimum-finding method"):
+        find_minimum(quadratic, torch.zeros(6, dtype=torch.float64), "lbfgs")

@@ -1,0 +1,51 @@
+"""The flat-parameter objective against dense autograd on a tiny MLP (f64)."""
+
+import pytest
+import torch
+from conftest import tiny_mlp
+
+from shiftcurv.objective import Objective
+
+
+def dense(obj):
+    def U(theta):
+        out = torch.func.functional_call(obj.model, obj.unflatten(theta), (obj.x,))
+        return torch.nn.functional.cross_entropy(out, obj.y) + 0.5 * obj.l2 * theta.dot(theta)
+
+    return U
+
+
+@pytest.mark.parametrize("chunk", [7, 100, 10_000])
+def test_value_grad_hvp_match_dense_for_any_chunking(teacher, chunk):
+    x, y = teacher.tensors("train")
+    obj = Objective(tiny_mlp(teacher), x, y, l2=1e-3, chunk_size=chunk, dtype=torch.float64)
+    theta = obj.theta_of()
+    U = dense(obj)
+    value, grad = obj.value_and_grad(theta)
+    assert value == pytest.approx(float(U(theta)), rel=1e-13)
+    assert torch.allclose(grad, torch.func.grad(U)(theta), rtol=1e-11, atol=1e-14)
+    H = torch.func.hessian(U)(theta)
+    v = torch.randn_like(theta)
+    assert torch.allclose(obj.hvp(theta, v), H @ v, rtol=1e-10, atol=1e-13)
+    assert obj.directional_curvature(theta, v) == pytest.approx(float(v @ H @ v / (v @ v)),
+                                                                rel=1e-10)
+
+
+def test_l2_is_alpha_over_two_norm_squared(teacher):
+    x, y = teacher.tensors("train")
+    plain = Objective(tiny_mlp(teacher), x, y, l2=0.0, dtype=torch.float64)
+    reg = Objective(tiny_mlp(teacher), x, y, l2=0.1, dtype=torch.float64)
+    theta = plain.theta_of()
+    (v0, g0), (v1, g1) = plain.value_and_grad(theta), reg.value_and_grad(theta)
+    assert v1 - v0 == pytest.approx(0.05 * float(theta @ theta))
+    assert torch.allclose(g1 - g0, 0.1 * theta)
+    loss, acc = reg.loss_and_accuracy(theta)  # the evaluated loss carries no L2
+    assert loss == pytest.approx(v0) and 0 <= acc <= 1
+
+
+def test_batch_norm_is_evaluated_in_eval_mode(teacher):
+    x, y = teacher.tensors("train")
+    obj = Objective(tiny_mlp(teacher, batch_norm=True), x, y, dtype=torch.float64)
+    theta = obj.theta_of()
+    assert obj.value_and_grad(theta)[0] == obj.value_and_grad(theta)[0]
+    assert not obj.model.training

@@ -1,0 +1,161 @@
+"""The real Snakemake DAG, end to end on the tiny sweep, and its rerun semantics."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir, *args, config=None, check=True):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--profile", str(REPO / "profiles/local"), "--cores", "2",
+           "--configfile", str(config or workdir / "config.yaml"), *args]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if check and out.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+def planned_jobs(workdir, config=None) -> dict:
+    """{rule: count} from a dry run's job table (empty when nothing is to be done)."""
+    out = snakemake(workdir, "-n", config=config)
+    text = out.stdout + out.stderr
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", text, re.M)
+            if m[1] != "total"}
+
+
+def write_config(path, **changes):
+    config = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    config.update(changes)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    work = tmp_path_factory.mktemp("sweep")
+    write_config(work / "config.yaml")
+    snakemake(work)
+    return work
+
+
+def test_sweep_nc_has_the_documented_schema(sweep):
+    import xarray as xr
+
+    ds = xr.open_dataset(sweep / "results/sweep.nc", engine="netcdf4")
+    assert dict(ds.sizes) == {"dataset": 1, "arch": 1, "temperature": 2, "seed": 1, "u": 31}
+    assert list(ds["temperature"].values) == [1e-3, 4e-3]
+    expected = ["status", "lr", "batch_size", "epochs", "train_loss_sgd", "test_loss_sgd",
+                "train_acc_sgd", "test_acc_sgd", "U_tr_min", "U_test_min",
+                "test_loss_at_train_min", "taylor_prediction", "taylor_relative_error",
+                "shift_norm", "c_train", "c_test", "shift_curvature", "c_train_hvp",
+                "c_test_hvp", "grad_norm_train_min", "grad_norm_test_min", "flow_time_train",
+                "flow_time_test", "train_loss_line", "test_loss_line", "train_acc_line",
+                "test_acc_line"]
+    for name in expected:
+        assert name in ds, name
+        if name != "status":
+            assert ds[name].attrs["units"] and ds[name].attrs["long_name"], name
+    for key in ("config", "config_hash", "shiftcurv_version", "git_revision", "created"):
+        assert ds.attrs[key], key
+    assert (ds["status"].values == "ok").all()
+    for name in expected[1:]:
+        assert np.isfinite(ds[name].values).all(), name
+    assert (ds["c_train"] > 0).all() and (ds["c_test"] > 0).all()
+    assert np.allclose(ds["lr"].values.ravel(), [1e-3 * 32, 4e-3 * 32])
+    assert np.allclose(ds["shift_curvature"], ds["c_test"] * ds["shift_norm"] ** 2)
+    assert ds["train_loss_line"].dims[-1] == "u"
+
+
+def test_figures_are_real_pngs(sweep):
+    figures = sorted((sweep / "results/figures").glob("*.png"))
+    assert [f.name for f in figures] == ["fig1_gaussian-teacher_mlp.png",
+                                         "fig23_gaussian-teacher_mlp.png"]
+    for f in figures:
+        assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 20_000
+
+
+def test_every_step_leaves_a_log_with_its_progress(sweep):
+    cell = next((sweep / "results/runs").glob("*/*/T~1e-03/B~32/seed~0"))
+    assert "epoch 20/20" in (cell / "logs/train.log").read_text()
+    assert "tau" in (cell / "logs/min_test.log").read_text()
+    assert "c_test=" in (cell / "logs/measure.log").read_text()
+
+
+def test_a_finished_sweep_has_nothing_to_do(sweep):
+    assert planned_jobs(sweep) == {}
+
+
+def test_equivalent_spellings_of_a_temperature_are_the_same_cell(sweep, tmp_path):
+    cfg = write_config(tmp_path / "c.yaml")
+    # as a researcher types them: 1e-3 (a *string* to YAML 1.1), 0.004 (a float)
+    cfg.write_text(re.sub(r"temperatures:.*?\n(?=\w)", "temperatures: [1e-3, 0.004]\n",
+                          cfg.read_text(), flags=re.S))
+    assert "[1e-3, 0.004]" in cfg.read_text()
+    assert planned_jobs(sweep, cfg) == {}
+
+
+def test_adding_a_temperature_schedules_only_the_new_cell(sweep, tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", temperatures=[1e-3, 4e-3, 2e-3])
+    assert planned_jobs(sweep, cfg) == {"train": 1, "min_train": 1, "min_test": 1,
+                                        "measure": 1, "gather": 1, "plots": 1, "all": 1}
+
+
+def test_changing_a_measure_setting_reruns_only_measure(sweep, tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", measure={"points_per_unit": 12})
+    assert planned_jobs(sweep, cfg) == {"measure": 2, "gather": 1, "plots": 1, "all": 1}
+
+
+def test_report_is_self_contained_html(sweep):
+    snakemake(sweep, "--report", str(sweep / "results/report.html"))
+    html = (sweep / "results/report.html").read_text(errors="replace")
+    assert "fig23_gaussian-teacher_mlp.png" in html and "status.tsv" in html
+
+
+def test_partial_gather_marks_missing_cells(sweep, tmp_path):
+    import xarray as xr
+
+    from shiftcurv.cli import main
+
+    cfg = write_config(tmp_path / "c.yaml", temperatures=[1e-3, 4e-3, 2e-3])
+    cwd = os.getcwd()
+    try:
+        os.chdir(sweep)
+        assert main(["gather", "--config", str(cfg), "--out", str(tmp_path / "p.nc"),
+                     "--partial"]) == 0
+        assert main(["gather", "--config", str(cfg), "--out", str(tmp_path / "q.nc")]) == 2
+    finally:
+        os.chdir(cwd)
+    ds = xr.open_dataset(tmp_path / "p.nc")
+    status = ds["status"].sel(temperature=2e-3).values.ravel()
+    assert list(status) == ["missing"] and np.isnan(ds["c_test"].sel(temperature=2e-3)).all()
+    assert (ds["status"].sel(temperature=1e-3).values == "ok").all()
+
+
+def test_lint_is_clean(tmp_path):
+    shutil.copy(REPO / "configs/tiny.yaml", tmp_path / "config.yaml")
+    out = snakemake(tmp_path, "--lint")
+    assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"seeds": "zero"}, "seeds"),
+    ({"temperatures": [1e-3, -2e-3]}, "temperatures"),
+    ({"archs": {"mlp": {"type": "transformer"}}}, "archs.mlp.type"),
+    ({"batch_sizes": [1000]}, "batch_sizes"),
+])
+def test_a_bad_config_is_rejected_before_any_job(tmp_path, change, needle):
+    cfg = write_config(tmp_path / "config.yaml", **change)
+    out = snakemake(tmp_path, "-n", config=cfg, check=False)
+    assert out.returncode != 0 and needle in out.stdout + out.stderr
+    assert not (tmp_path / "results").exists()
