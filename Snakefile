@@ -2,16 +2,22 @@
 #   snakemake --profile profiles/local      (laptop / CI)
 #   snakemake --profile profiles/slurm      (cluster)
 # Outputs: results/sweep.nc (every cell, one xarray.Dataset) and results/figures/.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-# The embedded default, unless --configfile names a sweep: Snakemake would otherwise deep-merge
-# that file into this one (adding its datasets and archs to the default's instead of replacing).
+# config.yaml of the working directory (else the embedded default next to this file), unless
+# --configfile names a sweep: Snakemake would otherwise deep-merge that file into this one
+# (adding its datasets and archs to the default's instead of replacing them).
+DEFAULT_CONFIG = "config.yaml"
+if not os.path.exists(DEFAULT_CONFIG):
+    DEFAULT_CONFIG = os.path.join(workflow.basedir, "config.yaml")
 if not workflow.overwrite_configfiles:
 
-    configfile: "config.yaml"
+    configfile: DEFAULT_CONFIG
 
 
 include: "workflow/rules/common.smk"

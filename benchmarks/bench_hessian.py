@@ -10,7 +10,8 @@ initialisation. Prints
   2. HVPs and wall time to λ_max at 1e-8 relative error (float64), for our Lanczos, scipy's
      eigsh (ARPACK) and PyHessian-style power iteration, against a machine-precision reference
      (goal: ≤ 25 HVPs);
-  3. λ_min and a Hutch++ trace, for scale.
+  3. λ_min and a Hutch++ trace, for scale;
+  4. the time of each measure of `curvature.measure_point` with its default options.
 Runs in well under 2 minutes on one CPU core.
 """
 
@@ -56,38 +57,62 @@ def gradient(obj: Objective, theta: torch.Tensor, fn: curvature.ObjectiveFunctio
     return out
 
 
+def _interleaved(fs: dict, reps: int) -> dict:
+    """Median time of each function, timed round-robin so drifts in machine load hit all alike;
+    returns per-function lists of the per-round times."""
+    for f in fs.values():  # warm-up
+        f()
+    rounds: dict = {k: [] for k in fs}
+    for _ in range(reps):
+        for k, f in fs.items():
+            t0 = time.perf_counter()
+            f()
+            rounds[k].append(time.perf_counter() - t0)
+    return rounds
+
+
+def _ratio(rounds: dict, num: str, den: str) -> float:
+    return statistics.median(a / b for a, b in zip(rounds[num], rounds[den], strict=True))
+
+
 def cost_table(model, x, y, reps: int) -> None:
     print(f"1. one HVP / one gradient on the same data, interleaved in the same run "
           f"(median over {reps} rounds of the per-round ratio)")
+    print("   a) each backend at a given chunk size, against the gradient at that chunk size")
     print(f"   {'dtype':8s} {'chunk':>6s} {'gradient ms':>12s}  " + "  ".join(
         f"{b:>20s}" for b in curvature.BACKENDS) + f"  {'graph build':>12s}")
+    defaults = {}
     for dtype in (torch.float32, torch.float64):
         for chunk in (4096, 1000):
             obj = Objective(model, x, y, dtype=dtype, chunk_size=chunk)
             theta = obj.theta_of()
             fn = curvature.ObjectiveFunctions(obj)
             v = torch.randn(obj.dim, dtype=dtype)
-            ops = [curvature.HessianOperator(obj, theta, backend=b) for b in curvature.BACKENDS]
+            ops = {b: curvature.HessianOperator(obj, theta, backend=b, chunk_size=chunk)
+                   for b in curvature.BACKENDS}
             t0 = time.perf_counter()
-            ops[0](v)  # kept-graph: builds the first-order graph, then one HVP
+            ops["kept-graph"](v)  # builds the first-order graph, then one HVP
             build = time.perf_counter() - t0
-            fs = [lambda: gradient(obj, theta, fn, chunk)] + [lambda op=op: op(v) for op in ops]
-            for f in fs:  # warm-up
-                f()
-            rounds = []
-            for _ in range(reps):  # interleaved, so drifts in machine load hit all alike
-                t = []
-                for f in fs:
-                    t0 = time.perf_counter()
-                    f()
-                    t.append(time.perf_counter() - t0)
-                rounds.append(t)
-            t_grad = statistics.median(r[0] for r in rounds)
-            ratios = [statistics.median(r[k] / r[0] for r in rounds) for k in range(1, len(fs))]
+            fs = {"grad": lambda o=obj, t=theta, f=fn, c=chunk: gradient(o, t, f, c)}
+            fs.update({b: (lambda op=op, v=v: op(v)) for b, op in ops.items()})
+            if chunk == 4096:  # the objective's default: also time the default operator
+                default = curvature.HessianOperator(obj, theta)
+                default(v)
+                fs["default"] = lambda op=default, v=v: op(v)
+                fs["value_and_grad"] = lambda o=obj, t=theta: o.value_and_grad(t)
+            rounds = _interleaved(fs, reps)
+            t_grad = statistics.median(rounds["grad"])
             print(f"   {str(dtype)[6:]:8s} {chunk:6d} {1e3 * t_grad:12.2f}  "
-                  + "  ".join(f"{r:19.2f}x" for r in ratios)
+                  + "  ".join(f"{_ratio(rounds, b, 'grad'):19.2f}x" for b in curvature.BACKENDS)
                   + f"  {build / t_grad:11.2f}x")
+            if chunk == 4096:
+                defaults[dtype] = (default.backend, default.chunk_size,
+                                   _ratio(rounds, "default", "value_and_grad"))
     print("   graph build: first-order graph (create_graph) + first HVP, once per point θ")
+    print("   b) the default operator (auto backend and chunk) against Objective.value_and_grad "
+          "(its default chunk 4096)")
+    for dtype, (backend, chunk, r) in defaults.items():
+        print(f"   {str(dtype)[6:]:8s} backend {backend}, chunk {chunk}: {r:.2f}x")
 
 
 def power_iteration(op, tol: float, max_iter: int, seed: int = 0):
@@ -142,6 +167,21 @@ def eigen_table(model, x, y) -> None:
           f"{time.perf_counter() - t0:.2f} s")
 
 
+def measure_table(model, x, y) -> None:
+    """Every measure of `measure_point` with its defaults (float32, as a run would call it)."""
+    obj = Objective(model, x, y, l2=1e-5)
+    out = curvature.measure_point(obj, obj.theta_of(), curvature.MEASURES, lr=0.1,
+                                  batch_size=100, seed=0)
+    print("\n4. measure_point, all measures, default options (float32, η = 0.1, B = 100)")
+    prefix = {"nonuniformity": ("wme_",), "grad_noise_trace": ("grad_noise", "grad_mean"),
+              "grad_coherence": ("grad_coherence", "grad_cosine")}
+    for name in curvature.MEASURES:
+        keys = [k for k in out if k.startswith(prefix.get(name, (name,)))
+                and not k.endswith("seconds")]
+        shown = ", ".join(f"{k} {out[k]:.4g}" for k in keys)
+        print(f"   {name:17s} {out[name + '_seconds']:6.2f} s  {shown}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: as set)")
@@ -156,6 +196,7 @@ def main() -> None:
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)\n")
     cost_table(model, x, y, args.reps)
     eigen_table(model, x, y)
+    measure_table(model, x, y)
     print(f"\ntotal {time.perf_counter() - t0:.1f} s")
 
 

@@ -245,3 +245,15 @@ def test_curvlinops_oracle(point):
         H_cl = H_cl.to_scipy()
     ours = (H - obj.l2 * torch.eye(obj.dim, dtype=H.dtype)).numpy() @ v
     np.testing.assert_allclose(H_cl @ v, ours, rtol=1e-8, atol=1e-10)
+
+
+def test_operators_work_under_no_grad(point):
+    obj, theta, H, _ = point
+    v = torch.randn(obj.dim, dtype=torch.float64)
+    with torch.no_grad():
+        for backend in curvature.BACKENDS:
+            assert _rel(curvature.HessianOperator(obj, theta, backend=backend)(v), H @ v) < 1e-10
+        out = curvature.measure_point(obj, theta, ["nonuniformity", "grad_noise_trace",
+                                                   "grad_coherence"], lr=0.1, batch_size=32,
+                                      options={"nonuniformity_samples": 16, "coherence_pairs": 2})
+    assert out["wme_nonuniformity"] > 0 and out["grad_coherence"] > 0

@@ -15,7 +15,7 @@ import copy
 import pytest
 import torch
 
-from shiftcurv import ShiftcurvError, curvature, data, landscape, models
+from shiftcurv import ShiftcurvError, curvature, data, landscape, line, models
 from shiftcurv.objective import Objective
 
 PAIR = (1, 3)  # the first two Linear layers of models.mlp: Flatten, Linear, ReLU, Linear, ...
@@ -117,6 +117,28 @@ def test_shift_curvature_and_losses_are_invariant(run, alpha):
         for obj in (train, test):
             a = obj.loss_and_accuracy(tr_a + u * s_a)[0]
             assert a == pytest.approx(obj.loss_and_accuracy(theta_tr + u * s)[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [10.0, 0.1])
+def test_pipeline_line_measures_are_invariant(run, alpha):
+    """The measure step's own functions (shiftcurv.line: profiles on u = r/‖s‖, symmetrized
+    fits) give the same shift-curvature, U_test_k, U_test(θ_tr) and Taylor prediction in the
+    α-scaled coordinates; c_test alone (curvature per unit parameter length) changes."""
+    _, train, test, theta_tr, theta_test = run
+    A = curvature.alpha_scale_diagonal(test, PAIR, alpha)
+    u = line.line_grid(margin=0.5, points_per_unit=5)
+    objectives = {"train": train, "test": test}
+    out = []
+    for tr, te in ((theta_tr, theta_test), (A * theta_tr, A * theta_test)):
+        prof = line.loss_profiles(objectives, tr, te, u)
+        out.append(line.shift_curvature_measures(u, prof["train_loss_line"],
+                                                 prof["test_loss_line"], float((te - tr).norm())))
+    before, after = out
+    for key in ("shift_curvature", "U_test_min", "U_tr_min", "test_loss_at_train_min",
+                "taylor_prediction", "taylor_relative_error"):
+        assert after[key] == pytest.approx(before[key], rel=1e-10), key
+    assert abs(after["c_test"] / before["c_test"] - 1) > 0.1
+    assert abs(after["shift_norm"] / before["shift_norm"] - 1) > 0.1
 
 
 def test_hessian_transformation_law(run):

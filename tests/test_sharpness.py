@@ -1,4 +1,4 @@
-"""ε-sharpness, Wu–Ma–E non-uniformity and stability, SGD noise and coherence against exact answers."""
+"""ε-sharpness, Wu–Ma–E non-uniformity and stability, SGD noise, coherence: exact answers."""
 
 import math
 
@@ -36,7 +36,7 @@ def _sample_loss(obj):
     return loss
 
 
-# -- ε-sharpness ------------------------------------------------------------------------------------
+# -- ε-sharpness ----------------------------------------------------------------------------------
 class Quadratic:
     """U(θ) = u0 + ½ Σ h_i (θ_i − c_i)², separable, so its box maximum is known in closed form:
     per coordinate, the farther end of the box if h_i > 0, the clamped vertex c_i if h_i < 0."""
@@ -92,7 +92,7 @@ def test_eps_sharpness_of_a_network(point):
     assert big["evaluations"] >= big["iterations"] > 0
 
 
-# -- Wu, Ma & E ---------------------------------------------------------------------------------------
+# -- Wu, Ma & E -----------------------------------------------------------------------------------
 def test_nonuniformity_against_dense_per_sample_hessians(point):
     obj, theta = point
     idx = sharpness.subsample(obj.n, 24, seed=0)
@@ -131,7 +131,7 @@ def test_wu_ma_e_stability_conditions():
     assert full["s_bound"] == math.inf and full["sgd_stable"]
 
 
-# -- SGD noise -----------------------------------------------------------------------------------------
+# -- SGD noise ------------------------------------------------------------------------------------
 def _dense_per_sample_grads(obj, theta, idx):
     loss = _sample_loss(obj)
     return torch.stack([torch.func.grad(loss)(theta, int(i)) for i in idx])

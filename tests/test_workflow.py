@@ -75,12 +75,20 @@ def test_sweep_nc_has_the_documented_schema(sweep):
     assert np.allclose(ds["lr"].values.ravel(), [1e-3 * 32, 4e-3 * 32])
     assert np.allclose(ds["shift_curvature"], ds["c_test"] * ds["shift_norm"] ** 2)
     assert ds["train_loss_line"].dims[-1] == "u"
+    # Hessian measures (schema default: λ_max and trace at θ_tr and θ_test); λ_max bounds the
+    # Rayleigh quotient along s at the same point: an exact cross-check of two code paths
+    for name in ("lambda_max_train", "lambda_max_test", "hessian_trace_train",
+                 "hessian_trace_test"):
+        assert np.isfinite(ds[name].values).all() and ds[name].attrs["units"], name
+    assert (ds["lambda_max_train"] >= ds["c_train_hvp"] * (1 - 1e-6)).all()
+    assert (ds["lambda_max_test"] >= ds["c_test_hvp"] * (1 - 1e-6)).all()
 
 
 def test_figures_are_real_pngs(sweep):
     figures = sorted((sweep / "results/figures").glob("*.png"))
     assert [f.name for f in figures] == ["fig1_gaussian-teacher_mlp.png",
-                                         "fig23_gaussian-teacher_mlp.png"]
+                                         "fig23_gaussian-teacher_mlp.png",
+                                         "measures_gaussian-teacher_mlp.png"]
     for f in figures:
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 20_000
 

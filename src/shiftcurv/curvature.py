@@ -10,10 +10,12 @@ eval mode (batch norm uses running statistics; see `recompute_bn_stats`).
 The operator (`HessianOperator`) is a torch function (`op(v)`) and a
 `scipy.sparse.linalg.LinearOperator` (`op.linear_operator()`), so scipy's solvers apply. Its HVP
 backend was chosen by measurement (benchmarks/bench_hessian.py, 15k-parameter MLP, 4000 samples,
-CPU): double backward through a first-order graph built once per point and kept (retain_graph)
-costs 1.4–1.6 gradients per HVP; rebuilding that graph for every HVP costs 2.0–2.6; torch.func
-forward-over-reverse (jvp of grad) 3.0–4.1; reverse-over-forward (grad of jvp) 2.3–2.7. So the
-default keeps the graph when its estimated memory fits `graph_memory`, else recomputes.
+CPU, HVP time over gradient time at the same chunking): double backward through a first-order
+graph built once per point and kept (retain_graph) 1.5–1.8; rebuilding that graph for every HVP
+2.6–3.2; torch.func forward-over-reverse (jvp of grad) 3.3–4.2; reverse-over-forward (grad of
+jvp) 2.8–3.3. So the default keeps the graph when its estimated memory fits `graph_memory`, else
+recomputes; on CPU it also caps the chunk for cache (default operator: 1.3–1.7 times
+`Objective.value_and_grad`).
 
 Measures: `lanczos` (λ_max, λ_min; our own Lanczos with full reorthogonalisation, which stops on
 an a-posteriori error estimate and so needs fewer HVPs than ARPACK for the same accuracy;
@@ -112,7 +114,8 @@ class HessianOperator:
     (torch.func grad of jvp), or "auto": kept-graph when its estimated memory
     (`graph_bytes_estimate`: 6 floats per activation per sample, plus two θ-sized tensors per
     chunk) is at most `graph_memory` bytes, else double-backward.
-    dtype: compute in this dtype (default: the objective's); chunk_size: default the objective's.
+    dtype: compute in this dtype (default: the objective's). chunk_size: default the objective's,
+    on CPU capped so a chunk's activations are ~2^19 floats (cache; see __init__).
     `n_hvp` counts the HVPs done (each one full pass over the data).
     """
 
@@ -128,7 +131,16 @@ class HessianOperator:
         self.dim = self.theta.numel()
         self.n = self.fn.n
         self.l2 = self.fn.l2
-        self.chunk_size = int(chunk_size or objective.chunk_size)
+        self._act = _activations_per_sample(self.fn.model, self.fn.x[:1], self.fn.buffers,
+                                            self.fn.objective.unflatten(self.theta))
+        if chunk_size is None:
+            chunk_size = objective.chunk_size
+            if self.theta.device.type == "cpu":
+                # measured (bench_hessian.py, 15k MLP): on CPU an HVP is 15-30% faster when a
+                # chunk's activations fit in cache, ~2^19 floats, than with 4096-sample chunks;
+                # on accelerators bigger chunks are better
+                chunk_size = min(chunk_size, max(128, 2**19 // self._act))
+        self.chunk_size = int(chunk_size)
         self.n_hvp = 0
         self._graph = None
         if backend == "auto":
@@ -137,11 +149,9 @@ class HessianOperator:
         self.backend = backend
 
     def graph_bytes_estimate(self) -> int:
-        act = _activations_per_sample(self.fn.model, self.fn.x[:1], self.fn.buffers,
-                                      self.fn.objective.unflatten(self.theta))
         n_chunks = math.ceil(self.n / self.chunk_size)
         item = torch.finfo(self.dtype).bits // 8
-        return int((6 * self.n * act + 2 * n_chunks * self.dim) * item)
+        return int((6 * self.n * self._act + 2 * n_chunks * self.dim) * item)
 
     # -- HVP backends ------------------------------------------------------------------------
     def _kept(self, v):
@@ -184,9 +194,10 @@ class HessianOperator:
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """H v (a tensor in the operator's dtype)."""
         v = self.fn.cast(v).reshape(-1)
-        hv = {"kept-graph": self._kept, "double-backward": self._double_backward,
-              "forward-over-reverse": self._forward_over_reverse,
-              "reverse-over-forward": self._reverse_over_forward}[self.backend](v)
+        with torch.enable_grad():  # also under a caller's no_grad (e.g. a validation loop)
+            hv = {"kept-graph": self._kept, "double-backward": self._double_backward,
+                  "forward-over-reverse": self._forward_over_reverse,
+                  "reverse-over-forward": self._reverse_over_forward}[self.backend](v)
         self.n_hvp += 1
         return hv.detach().div_(self.n).add_(v, alpha=self.l2)
 
@@ -230,7 +241,7 @@ def directional_curvature(op: Callable[[torch.Tensor], torch.Tensor], d: torch.T
 @dataclass
 class EigResult:
     eigenvalues: np.ndarray  # ascending for "SA", descending for "LA"
-    eigenvectors: torch.Tensor | None  # (dim, k), float64
+    eigenvectors: torch.Tensor | None  # (dim, k), in the basis dtype
     n_matvec: int
     converged: bool
     error_estimate: np.ndarray  # per eigenvalue: min(r, r²/gap), r the Ritz residual norm
@@ -244,10 +255,11 @@ def _probe_vector(dim: int, seed: int, dtype=torch.float64, device=None) -> torc
 
 def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, k: int = 1,
             which: str = "LA", tol: float = 1e-8, max_iter: int = 200, seed: int = 0,
-            v0: torch.Tensor | None = None, device=None,
+            v0: torch.Tensor | None = None, device=None, basis_dtype=torch.float64,
             return_vectors: bool = False) -> EigResult:
     """The k largest ("LA") or smallest ("SA") eigenvalues of a symmetric operator by Lanczos with
-    full reorthogonalisation (classical Gram–Schmidt, twice), Lanczos vectors in float64.
+    full reorthogonalisation (classical Gram–Schmidt, twice). Memory: one basis vector of
+    length p per iteration, in `basis_dtype` (float64; float32 halves it and suits f32 HVPs).
 
     Stops when, for each wanted Ritz value θ with residual norm r = β_j |e_jᵀ s| (there is an
     eigenvalue within r of θ), the estimate min(r, r²/gap) (gap: distance to the nearest other
@@ -259,11 +271,11 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, k: int 
     if which not in ("LA", "SA"):
         raise ShiftcurvError(f"which must be 'LA' or 'SA', got {which!r}")
     max_iter = int(min(max_iter, dim))
-    q = (_probe_vector(dim, seed, device=device) if v0 is None
-         else v0.detach().to(device=device, dtype=torch.float64).reshape(-1).clone())
+    q = (_probe_vector(dim, seed, device=device, dtype=basis_dtype) if v0 is None
+         else v0.detach().to(device=device, dtype=basis_dtype).reshape(-1).clone())
     q /= q.norm()
     cap = min(max_iter, 32)
-    Q = torch.empty(cap, dim, dtype=torch.float64, device=q.device)
+    Q = torch.empty(cap, dim, dtype=basis_dtype, device=q.device)
     alpha: list[float] = []
     beta: list[float] = []
     prev = None
@@ -275,7 +287,7 @@ def lanczos(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, k: int 
             cap = min(2 * cap, max_iter)
             Q = torch.cat([Q, torch.empty(cap - j, dim, dtype=Q.dtype, device=Q.device)])
         Q[j] = q
-        w = matvec(q).to(torch.float64).reshape(-1)
+        w = matvec(q).to(basis_dtype).reshape(-1)
         a = float(q.dot(w))
         w = w - a * q - (beta[-1] * Q[j - 1] if j > 0 else 0.0)
         for _ in range(2):
@@ -336,6 +348,11 @@ def default_tol(dtype: torch.dtype) -> float:
     return 1e-8 if dtype == torch.float64 else 1e-5
 
 
+def _basis_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float32, torch.float16, torch.bfloat16) \
+        else torch.float64
+
+
 def lambda_max(op: HessianOperator, *, tol: float | None = None, max_iter: int = 200,
                seed: int = 0, method: str = "lanczos") -> EigResult:
     """The largest Hessian eigenvalue (sharpness)."""
@@ -343,7 +360,7 @@ def lambda_max(op: HessianOperator, *, tol: float | None = None, max_iter: int =
     if method == "eigsh":
         return eigsh(op, which="LA", tol=tol, seed=seed)
     return lanczos(op, op.dim, which="LA", tol=tol, max_iter=max_iter, seed=seed,
-                   device=op.theta.device)
+                   device=op.theta.device, basis_dtype=_basis_dtype(op.dtype))
 
 
 def lambda_min(op: HessianOperator, *, tol: float | None = None, max_iter: int = 200,
@@ -354,7 +371,7 @@ def lambda_min(op: HessianOperator, *, tol: float | None = None, max_iter: int =
     if method == "eigsh":
         return eigsh(op, which="SA", tol=tol, seed=seed)
     return lanczos(op, op.dim, which="SA", tol=tol, max_iter=max_iter, seed=seed,
-                   device=op.theta.device)
+                   device=op.theta.device, basis_dtype=_basis_dtype(op.dtype))
 
 
 # -- trace -----------------------------------------------------------------------------------------
@@ -366,48 +383,54 @@ class TraceEstimate:
     method: str
 
 
-def _rademacher(dim: int, n: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.randint(0, 2, (n, dim), generator=gen, dtype=torch.int8).to(torch.float64) \
+def _rademacher(dim: int, gen: torch.Generator) -> torch.Tensor:
+    return torch.randint(0, 2, (dim,), generator=gen, dtype=torch.int8).to(torch.float64) \
         .mul_(2).sub_(1)
 
 
 def hutchinson(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *,
                n_probes: int = 100, seed: int = 0) -> TraceEstimate:
     """Hutchinson's estimator tr H ≈ mean_j z_jᵀ H z_j, z_j Rademacher; stderr = sample std of
-    the z_jᵀHz_j over √n_probes (their variance is 2(‖H‖_F² − Σ H_ii²))."""
+    the z_jᵀHz_j over √n_probes (their variance is 2(‖H‖_F² − Σ H_ii²)). Memory: two vectors."""
     gen = torch.Generator().manual_seed(int(seed))
-    Z = _rademacher(dim, n_probes, gen)
-    quad = np.array([float(z.dot(matvec(z).to(torch.float64).cpu())) for z in Z])
+    quad = []
+    for _ in range(int(n_probes)):
+        z = _rademacher(dim, gen)
+        quad.append(float(z.dot(matvec(z).to(torch.float64).cpu())))
+    quad = np.array(quad)
     se = float(quad.std(ddof=1) / math.sqrt(n_probes)) if n_probes > 1 else math.inf
-    return TraceEstimate(float(quad.mean()), se, n_probes, "hutchinson")
+    return TraceEstimate(float(quad.mean()), se, int(n_probes), "hutchinson")
 
 
 def hutchpp(matvec: Callable[[torch.Tensor], torch.Tensor], dim: int, *, n_matvec: int = 99,
             seed: int = 0) -> TraceEstimate:
     """Hutch++ (Meyer, Musco, Musco & Woodruff 2021): with m = n_matvec, sketch Q = orth(H S)
     from m/3 Rademacher probes S, take tr(QᵀHQ) exactly (m/3 HVPs) and Hutchinson on the
-    deflated (I−QQᵀ)H(I−QQᵀ) with the remaining m/3 probes. stderr is that of the Hutchinson
-    part (the deflated part is exact given Q)."""
+    deflated (I−QQᵀ)H(I−QQᵀ) with the remaining probes. stderr is that of the Hutchinson part
+    (the low-rank part is exact given Q). Memory: 2·(m/3) vectors of length p (float64)."""
     if n_matvec < 3:
         raise ShiftcurvError("Hutch++ needs at least 3 matrix-vector products")
     k = n_matvec // 3
     gen = torch.Generator().manual_seed(int(seed))
-    S = _rademacher(dim, k, gen)
-    G = _rademacher(dim, n_matvec - 2 * k, gen)
 
     def mv(z):
         return matvec(z).to(torch.float64).cpu()
 
-    Y = torch.stack([mv(s) for s in S], dim=1)
+    Y = torch.stack([mv(_rademacher(dim, gen)) for _ in range(k)], dim=1)
     Q, _ = torch.linalg.qr(Y)
+    del Y
     low_rank = sum(float(q.dot(mv(q))) for q in Q.T)
-    Gp = G - (G @ Q) @ Q.T
-    quad = np.array([float(g.dot(mv(g))) for g in Gp])
+    quad = []
+    for _ in range(n_matvec - 2 * k):
+        g = _rademacher(dim, gen)
+        g -= Q @ (Q.T @ g)
+        quad.append(float(g.dot(mv(g))))
+    quad = np.array(quad)
     se = float(quad.std(ddof=1) / math.sqrt(len(quad))) if len(quad) > 1 else math.inf
     return TraceEstimate(low_rank + float(quad.mean()), se, 2 * k + len(quad), "hutch++")
 
 
-# -- batch norm --------------------------------------------------------------------------------------
+# -- batch norm -----------------------------------------------------------------------------------
 def recompute_bn_stats(model: torch.nn.Module, x: torch.Tensor,
                        batch_size: int | None = None) -> torch.nn.Module:
     """Recompute every batch-norm layer's running statistics at the model's current weights, in
@@ -444,7 +467,7 @@ def recompute_bn_stats(model: torch.nn.Module, x: torch.Tensor,
     return model
 
 
-# -- reparametrization (Dinh et al. 2017; paper Appendix C) -------------------------------------------
+# -- reparametrization (Dinh et al. 2017; paper Appendix C) ---------------------------------------
 _HOMOGENEOUS = (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.Identity, torch.nn.Flatten,
                 torch.nn.Unflatten, torch.nn.Dropout, torch.nn.MaxPool1d, torch.nn.MaxPool2d)
 
@@ -521,7 +544,7 @@ def alpha_scale(model_or_theta, layer_pair: Sequence, alpha: float, *, objective
     return alpha_scale_diagonal(objective, layer_pair, alpha) * model_or_theta.to(objective.dtype)
 
 
-# -- the measure step ---------------------------------------------------------------------------------
+# -- the measure step -----------------------------------------------------------------------------
 MEASURES = ("lambda_max", "lambda_min", "hessian_trace", "eps_sharpness", "nonuniformity",
             "grad_noise_trace", "grad_coherence")
 

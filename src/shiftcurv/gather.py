@@ -59,6 +59,22 @@ SCALARS = {
     "grad_evals_test_min": ("min_test.grad_evals", "1",
                             "full-data gradient evaluations to the test minimum"),
 }
+# curvature/sharpness measures (shiftcurv.curvature.measure_point), stored as {key}_{point} with
+# point in sgd (SGD solution, train loss), train (θ_tr, train loss), test (θ_test, test loss)
+HESSIAN = {
+    "lambda_max": ("nats / unit^2", "largest Hessian eigenvalue (Lanczos)"),
+    "lambda_min": ("nats / unit^2", "smallest Hessian eigenvalue (Lanczos)"),
+    "hessian_trace": ("nats / unit^2", "Hessian trace (Hutch++ / Hutchinson)"),
+    "hessian_trace_stderr": ("nats / unit^2", "standard error of the trace estimate"),
+    "eps_sharpness": ("percent", "epsilon-sharpness of Keskar et al. (2017)"),
+    "wme_nonuniformity": ("nats / unit^2", "non-uniformity of Wu, Ma & E (2018)"),
+    "wme_sgd_stable": ("1", "Wu, Ma & E linear-stability verdict for the run's (lr, B): 1 stable"),
+    "grad_noise_trace": ("nats^2 / unit^2", "trace of the per-sample gradient covariance D"),
+    "grad_coherence": ("nats / unit", "minibatch regret E|g2|(1 - cos(g1, g2))"),
+    "grad_cosine": ("1", "mean cosine between gradients of two minibatches"),
+}
+POINTS = {"sgd": "at the SGD solution (train loss)", "train": "at theta_tr (train loss)",
+          "test": "at theta_test (test loss)"}
 PROFILES = {
     "train_loss_line": ("nats", "train loss along the line theta_tr + u s"),
     "test_loss_line": ("nats", "test loss along the line theta_tr + u s"),
@@ -75,6 +91,17 @@ def _get(record: dict, dotted: str) -> float:
             return math.nan
         value = value[key]
     return math.nan if value is None else float(value)
+
+
+def _hessian_meta(key: str):
+    """(units, long_name) of a measure_point key we gather, else None (diagnostics are left in
+    the per-cell records)."""
+    if key in HESSIAN:
+        return HESSIAN[key]
+    if key.startswith("eps_sharpness_") and key.count("_") == 2:
+        units, name = HESSIAN["eps_sharpness"]
+        return units, f"{name}, eps = {key.rsplit('_', 1)[1]}"
+    return None
 
 
 def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: str = "",
@@ -99,6 +126,15 @@ def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: s
     status = np.full(shape, "missing", dtype=object)
     scalars = {k: np.full(shape, np.nan) for k in SCALARS if not (swept_b and k == "batch_size")}
     profiles = {k: np.full(shape + [len(u)], np.nan) for k in PROFILES}
+    hessian_meta = {}
+    for rec in records.values():
+        for point, values in ((rec or {}).get("hessian") or {}).items():
+            for key in values:
+                meta = _hessian_meta(key)
+                if meta is not None:
+                    hessian_meta[f"{key}_{point}"] = (meta[0], f"{meta[1]} {POINTS[point]}",
+                                                      f"hessian.{point}.{key}")
+    hessian = {k: np.full(shape, np.nan) for k in sorted(hessian_meta)}
     for cell, rec in records.items():
         i = index(cell)
         if rec is None:
@@ -106,6 +142,8 @@ def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: s
         status[i] = rec.get("status", "failed")
         for k in scalars:
             scalars[k][i] = _get(rec, SCALARS[k][0])
+        for k in hessian:
+            hessian[k][i] = _get(rec, hessian_meta[k][2])
         if rec.get("status") == "ok":
             for k in profiles:
                 if k in rec.get("profiles", {}):
@@ -123,6 +161,8 @@ def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: s
         "long_name": "cell status: ok, diverged, failed or missing"})}
     for k, arr in scalars.items():
         data_vars[k] = (dims, arr, {"units": SCALARS[k][1], "long_name": SCALARS[k][2]})
+    for k, arr in hessian.items():
+        data_vars[k] = (dims, arr, {"units": hessian_meta[k][0], "long_name": hessian_meta[k][1]})
     for k, arr in profiles.items():
         data_vars[k] = (dims + ["u"], arr, {"units": PROFILES[k][0], "long_name": PROFILES[k][1]})
     attrs = {"title": "shiftcurv sweep", "config": config_text or str(config),

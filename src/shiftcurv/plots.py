@@ -6,6 +6,9 @@
 - fig23_{dataset}_{arch}.png: versus temperature (log axis, mean ± sd over seeds as bands): test
   loss at θ_tr and its Taylor prediction; U_tr_k and U_test_k; shift-curvature and ‖s‖; c_tr and
   c_test (fits; exact HVP values dashed) (paper Fig. 2/3).
+- measures_{dataset}_{arch}.png (when the sweep computes Hessian measures): shift-curvature next
+  to each curvature/sharpness measure (λ_max, trace, ε-sharpness, ...) versus temperature, one
+  line per point (SGD solution, θ_tr, θ_test).
 """
 
 from __future__ import annotations
@@ -13,9 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def figure_kinds(config: dict) -> list[str]:
+    hessian = config.get("measure", {}).get("hessian", {})
+    return ["fig1", "fig23"] + (["measures"] if hessian.get("measures") else [])
+
+
 def figure_names(config: dict, outdir: str = "results/figures") -> list[str]:
     return [f"{outdir}/{kind}_{d}_{a}.png" for d in config["datasets"] for a in config["archs"]
-            for kind in ("fig1", "fig23")]
+            for kind in figure_kinds(config)]
 
 
 def _setup():
@@ -95,6 +103,14 @@ def fig1(sub, path, title: str) -> bool:
     return bool(picks)
 
 
+def _log_temperature_axis(ax) -> None:
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short decades
+    ax.set_xlabel("temperature T = lr / B")
+
+
 def _long_frame(sub, names: list[str]):
     import pandas as pd
 
@@ -125,9 +141,40 @@ def fig23(sub, path, title: str) -> None:
             sns.lineplot(df, x="temperature", y="value", hue="quantity", style="quantity",
                          dashes=dashes, markers=True, errorbar="sd", ax=ax)
             ax.legend(fontsize=7)
-        ax.set_xscale("log")
+        _log_temperature_axis(ax)
         ax.set_title(panel_title, fontsize=9)
-        ax.set_xlabel("temperature T = lr / B")
+        ax.set_ylabel("")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)
+
+
+MEASURE_BASES = ("lambda_max", "lambda_min", "hessian_trace", "eps_sharpness_0.001",
+                 "eps_sharpness_0.0005", "wme_nonuniformity", "grad_noise_trace", "grad_coherence")
+
+
+def hessian_bases(ds) -> list[str]:
+    return [b for b in MEASURE_BASES
+            if any(f"{b}_{p}" in ds for p in ("sgd", "train", "test"))]
+
+
+def fig_measures(sub, path, title: str) -> None:
+    plt, sns = _setup()
+    bases = hessian_bases(sub)
+    panels = [(["shift_curvature"], "shift-curvature sᵀCs")] + [
+        ([f"{b}_{p}" for p in ("sgd", "train", "test") if f"{b}_{p}" in sub], b) for b in bases]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    for ax, (names, panel_title) in zip(axes[0], panels, strict=True):
+        df = _long_frame(sub, names)
+        if df.empty:
+            ax.text(0.5, 0.5, "no cell finished ok", ha="center", transform=ax.transAxes)
+        else:
+            sns.lineplot(df, x="temperature", y="value", hue="quantity", markers=True,
+                         style="quantity", errorbar="sd", ax=ax)
+            ax.legend(fontsize=7)
+        _log_temperature_axis(ax)
+        ax.set_title(panel_title, fontsize=9)
         ax.set_ylabel("")
     fig.suptitle(title)
     fig.tight_layout()
@@ -146,7 +193,10 @@ def plot_all(ds, outdir) -> list[str]:
     for d in ds["dataset"].values:
         for a in ds["arch"].values:
             sub = ds.sel(dataset=d, arch=a)
-            for kind, draw in (("fig1", fig1), ("fig23", fig23)):
+            kinds = [("fig1", fig1), ("fig23", fig23)]
+            if hessian_bases(ds):
+                kinds.append(("measures", fig_measures))
+            for kind, draw in kinds:
                 path = Path(outdir) / f"{kind}_{d}_{a}.png"
                 with atomic_path(path) as tmp:
                     draw(sub, tmp, f"{d} / {a}")

@@ -72,7 +72,12 @@ def eps_sharpness(value_and_grad, theta: torch.Tensor, eps: float = 1e-3, *,
             "converged": success}
 
 
-# -- Wu, Ma & E (2018): sharpness, non-uniformity, linear stability ---------------------------------
+# -- Wu, Ma & E (2018): sharpness, non-uniformity, linear stability -------------------------------
+def _chunk_for(dim: int, chunk_size: int | None, cap: int, floats: int = 2**24) -> int:
+    """Samples per vmap chunk: per-sample tensors are chunk × p, so keep chunk·p ≤ `floats`."""
+    return int(chunk_size) if chunk_size else max(1, min(cap, floats // max(dim, 1)))
+
+
 def subsample(n: int, n_samples: int | None, seed: int) -> torch.Tensor:
     """Indices of a seeded subsample without replacement (all n, in order, if n_samples ≥ n)."""
     if n_samples is None or n_samples >= n:
@@ -89,16 +94,18 @@ class NonuniformityOperator:
     forward-over-reverse of the vmapped per-sample gradient, then Σ_i H_i u_i by one vjp of that
     same function (H_i is symmetric); H̄(H̄v) is one subsample HVP of ū = mean u_i. The L2 term
     adds αI to every H_i and cancels in Σ. Cost per matvec: about 4–6 gradient passes over the
-    m samples, plus m·p floats per chunk of memory."""
+    m samples; memory: a few chunk × p tensors (chunk_size default: ≤ 64 samples, ≤ 2²⁴ floats).
+    The uncentred form loses relative accuracy ~ machine-ε·λ_max(H̄)²/λ_max(Σ): fine in f64,
+    and in f32 while s is not much smaller than a."""
 
     def __init__(self, objective, theta: torch.Tensor, indices: torch.Tensor, *,
-                 dtype: torch.dtype | None = None, chunk_size: int = 64):
+                 dtype: torch.dtype | None = None, chunk_size: int | None = None):
         self.fn = ObjectiveFunctions(objective, dtype)
         self.theta = self.fn.cast(theta)
         self.indices = indices
         self.m = len(indices)
         self.dim = self.theta.numel()
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = _chunk_for(self.dim, chunk_size, 64)
         self.n_matvec = 0
         self._per_grad = vmap(grad(self.fn.sample_loss), in_dims=(None, 0, 0))
 
@@ -110,6 +117,7 @@ class NonuniformityOperator:
             out += torch.autograd.grad(g, t, grad_outputs=v)[0]
         return out / self.m
 
+    @torch.enable_grad()
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         v = self.fn.cast(v).reshape(-1)
         sum_hu = torch.zeros_like(self.theta)
@@ -133,7 +141,7 @@ class NonuniformityOperator:
 
 def nonuniformity(objective, theta: torch.Tensor, *, n_samples: int | None = 256, seed: int = 0,
                   indices: torch.Tensor | None = None, tol: float = 1e-6, max_iter: int = 100,
-                  dtype: torch.dtype | None = None, chunk_size: int = 64) -> dict:
+                  dtype: torch.dtype | None = None, chunk_size: int | None = None) -> dict:
     """Wu, Ma & E's non-uniformity s = √λ_max(Σ) from per-sample Hessians on a seeded subsample
     of `n_samples` training samples (or the given `indices`), λ_max by Lanczos to `tol`.
     Returns nonuniformity (s), lambda_sigma (s²), n_samples, n_matvec, converged, indices."""
@@ -169,12 +177,14 @@ def wu_ma_e_stability(sharpness: float, nonuniformity: float, *, lr: float, batc
             "sgd_stable": gd and nonuniformity <= s_bound}
 
 
-# -- SGD noise ----------------------------------------------------------------------------------------
+# -- SGD noise ------------------------------------------------------------------------------------
 def per_sample_grads(objective, theta: torch.Tensor, indices: torch.Tensor | None = None, *,
-                     chunk_size: int = 256, dtype: torch.dtype | None = None):
-    """Yield per-sample gradients ∇ℓ_i(θ) (no L2) as (chunk, p) tensors, by vmap(grad)."""
+                     chunk_size: int | None = None, dtype: torch.dtype | None = None):
+    """Yield per-sample gradients ∇ℓ_i(θ) (no L2) as (chunk, p) tensors, by vmap(grad)
+    (chunk_size default: ≤ 256 samples and ≤ 2²⁴ floats per chunk)."""
     fn = ObjectiveFunctions(objective, dtype)
     theta = fn.cast(theta)
+    chunk_size = _chunk_for(fn.dim, chunk_size, 256)
     per_grad = vmap(grad(fn.sample_loss), in_dims=(None, 0, 0))
     for xc, yc in fn.chunks(chunk_size, indices):
         yield per_grad(theta, xc, yc).detach()
@@ -182,7 +192,7 @@ def per_sample_grads(objective, theta: torch.Tensor, indices: torch.Tensor | Non
 
 def grad_noise_trace(objective, theta: torch.Tensor, *, n_samples: int | None = None,
                      seed: int = 0, batch_size: int | None = None,
-                     chunk_size: int = 256) -> dict:
+                     chunk_size: int | None = None) -> dict:
     """tr D, D the covariance of per-sample gradients over the training set:
         tr D = (1/n) Σ_i ‖g_i‖² − ‖ḡ‖²,  g_i = ∇ℓ_i(θ), ḡ = mean g_i
     (L2 adds the same αθ to every g_i and cancels). Exact over all samples by default; with a
@@ -237,6 +247,7 @@ def grad_coherence(objective, theta: torch.Tensor, batch_size: int, *, n_pairs: 
     fn = ObjectiveFunctions(objective)
     theta = fn.cast(theta)
 
+    @torch.enable_grad()
     def batch_grad(idx):
         t = theta.clone().requires_grad_(True)
         loss = fn.loss_sum(t, fn.x[idx], fn.y[idx]) / len(idx)

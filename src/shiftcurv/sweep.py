@@ -220,7 +220,7 @@ def minimize_settings(config: dict, cell: Cell, split: str) -> dict:
 
 
 def measure_settings(config: dict, cell: Cell) -> dict:
-    return {"arch": config["archs"][cell.arch], "l2": config["train"]["l2"],
+    return {"arch": config["archs"][cell.arch], "l2": config["train"]["l2"], "seed": cell.seed,
             **config["measure"]}
 
 

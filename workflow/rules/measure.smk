@@ -1,6 +1,7 @@
 rule measure:
     input:
         data=DATA,
+        theta_sgd=rules.train.output.weights,
         theta_train=rules.min_train.output.weights,
         theta_test=rules.min_test.output.weights,
         train_record=rules.train.output.record,
@@ -21,6 +22,6 @@ rule measure:
         "../envs/shiftcurv.yaml"
     shell:
         "shiftcurv measure --data {input.data} --theta-train {input.theta_train}"
-        " --theta-test {input.theta_test} --train-record {input.train_record}"
+        " --theta-test {input.theta_test} --theta-sgd {input.theta_sgd} --train-record {input.train_record}"
         " --min-records {input.min_train} {input.min_test} --settings {params.settings:q}"
         " --out {output} --threads {threads} > {log} 2>&1"

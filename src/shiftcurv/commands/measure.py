@@ -5,6 +5,10 @@ minimum-finding summaries (τ, ‖∇U‖, stop reasons), the loss/accuracy prof
 u = r/‖s‖ ∈ [−margin, 1 + margin], the symmetrized-fit curvatures c_train and c_test, ‖s‖,
 shift-curvature sᵀC_test s, the Taylor check, and the exact directional curvatures
 sᵀ∇²U s/‖s‖² at θ_tr and θ_test by Hessian-vector products (plain loss, no L2).
+Optionally (settings "hessian": {"measures": [...], "points": [...], "options": {...}}), the
+curvature and sharpness measures of `shiftcurv.curvature.measure_point` (λ_max, λ_min, trace,
+ε-sharpness, non-uniformity, gradient noise, coherence; docs/measures.md) at the SGD solution
+("sgd", train loss), θ_tr ("train", train loss) and θ_test ("test", test loss).
 If an upstream step did not end "ok", the record carries its status and no measures.
 
 Example:
@@ -38,6 +42,8 @@ def add_arguments(p):
     p.add_argument("--data", required=True, help="dataset .npz from prepare-data")
     p.add_argument("--theta-train", required=True, help="θ_tr (.safetensors)")
     p.add_argument("--theta-test", required=True, help="θ_test (.safetensors)")
+    p.add_argument("--theta-sgd", help="the SGD solution (.safetensors), for hessian measures "
+                                       "at point 'sgd'")
     p.add_argument("--train-record", required=True, help="the SGD run's record")
     p.add_argument("--min-records", required=True, nargs=2, metavar=("MIN_TRAIN", "MIN_TEST"))
     add_settings_argument(p)
@@ -97,9 +103,42 @@ def run(args) -> int:
     if shift_norm > 0:
         scalars["c_train_hvp"] = objectives["train"].directional_curvature(theta_tr, shift)
         scalars["c_test_hvp"] = objectives["test"].directional_curvature(theta_test, shift)
+    hessian = s.get("hessian") or {}
+    if hessian.get("measures"):
+        record["hessian"] = hessian_measures(hessian, objectives, thetas, args, ds, s, dtype,
+                                             train_rec)
     record.update(status="ok", u=u, scalars=scalars, profiles=profiles)
     write_json(args.out, record)
     log("done: " + ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()
                              if k in ("c_train", "c_test", "c_train_hvp", "c_test_hvp",
                                       "shift_curvature", "taylor_relative_error")))
     return 0
+
+
+def hessian_measures(hessian: dict, objectives: dict, thetas: dict, args, ds, s: dict, dtype,
+                     train_rec: dict) -> dict:
+    """{point: {measure: value}} for the configured points (sgd, train, test)."""
+    from shiftcurv import ShiftcurvError
+    from shiftcurv.curvature import measure_point
+    from shiftcurv.io import load_state
+    from shiftcurv.objective import Objective
+
+    out = {}
+    for point in hessian.get("points", ["train", "test"]):
+        if point == "sgd":
+            if not args.theta_sgd:
+                raise ShiftcurvError("hessian point 'sgd' needs --theta-sgd")
+            state, _ = load_state(args.theta_sgd, what="SGD weights")
+            x, y = ds.tensors("train")
+            obj = Objective(build_model(s["arch"], ds, state, dtype=dtype), x, y,
+                            chunk_size=s.get("chunk_size", 4096), dtype=dtype)
+            theta = obj.theta_of()
+        elif point in ("train", "test"):
+            obj, theta = objectives[point], thetas[point]
+        else:
+            raise ShiftcurvError(f"unknown hessian point {point!r}; known: sgd, train, test")
+        log(f"hessian measures at {point}: {', '.join(hessian['measures'])}")
+        out[point] = measure_point(obj, theta, hessian["measures"], lr=train_rec["lr"],
+                                   batch_size=train_rec["batch_size"],
+                                   seed=int(s.get("seed", 0)), options=hessian.get("options"))
+    return out
