@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import pytorch_lightning as pl
@@ -69,27 +69,6 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-class Progress:
-    """One line per report in batch logs; a live, rewritten line when stderr is a terminal."""
-
-    def __init__(self, stream=None, every_seconds: float = 10.0):
-        self.stream = stream or sys.stderr
-        self.live = self.stream.isatty()
-        self.every = 0.0 if self.live else every_seconds
-        self.last = -math.inf
-
-    def __call__(self, msg: str, force: bool = False) -> None:
-        now = time.monotonic()
-        if not (force or now - self.last >= self.every):
-            return
-        self.last = now
-        if self.live and not force:
-            self.stream.write("\r" + msg[:150].ljust(150))
-        else:
-            self.stream.write(("\n" if self.live else "") + msg + "\n")
-        self.stream.flush()
-
-
 class SGDModule(pl.LightningModule):
     """Runs one epoch of plain minibatch SGD per Lightning training step."""
 
@@ -120,18 +99,21 @@ class SGDModule(pl.LightningModule):
         n_steps = steps_per_epoch(len(self.y), s.batch_size)
         perm = epoch_permutation(s.seed, epoch, len(self.y)).to(self.device)
         batches = perm[: n_steps * s.batch_size].view(n_steps, s.batch_size)
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        self.model.train()
-        for idx in batches:
-            xb, yb = self.x[idx], self.y[idx]
-            out = self.model(xb)
-            loss = F.cross_entropy(out, yb)
+        # bookkeeping stays on the device (no per-step sync): one loss and the predictions per step
+        losses = torch.empty(n_steps, device=self.device)
+        preds = torch.empty(n_steps, s.batch_size, dtype=torch.long, device=self.device)
+        model, x, y, cross_entropy = self.model, self.x, self.y, F.cross_entropy
+        model.train()
+        for i, idx in enumerate(batches):
+            out = model(x[idx])
+            loss = cross_entropy(out, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.detach()
-            correct += (out.detach().argmax(1) == yb).sum()
+            losses[i] = loss.detach()
+            torch.argmax(out.detach(), 1, out=preds[i])
+        loss_sum = losses.sum()
+        correct = (preds == y[batches]).sum()
         mean_loss = float(loss_sum) / n_steps
         acc = int(correct) / (n_steps * s.batch_size)
         dt = time.perf_counter() - t0
@@ -186,7 +168,10 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Trai
             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
             use_distributed_sampler=False, deterministic=False)
         # one dummy item per epoch: the module draws its own batches (see module docstring)
-        trainer.fit(module, train_dataloaders=[0])
+        with warnings.catch_warnings():
+            # Lightning 2.6 on torch 2.13: a FutureWarning about torch's LeafSpec, per run
+            warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+            trainer.fit(module, train_dataloaders=[0])
         model.to("cpu")
     if state.status == "running":
         state.status = "ok"

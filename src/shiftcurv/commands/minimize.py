@@ -48,7 +48,7 @@ def run(args) -> int:
     from shiftcurv.io import load_state, read_json, save_state, write_json
     from shiftcurv.minima import find_minimum
     from shiftcurv.objective import Objective
-    from shiftcurv.training import Progress
+    from shiftcurv.progress import Progress
 
     set_threads(args.threads)
     s = parse_settings(args.settings)

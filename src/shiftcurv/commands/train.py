@@ -83,7 +83,8 @@ def run(args) -> int:
     from shiftcurv import data
     from shiftcurv.io import save_state, write_json
     from shiftcurv.objective import Objective
-    from shiftcurv.training import Progress, TrainSettings, TrainState, fit, settings_dict
+    from shiftcurv.progress import Progress
+    from shiftcurv.training import TrainSettings, TrainState, fit, settings_dict
 
     set_threads(args.threads)
     s = parse_settings(args.settings)
