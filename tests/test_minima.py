@@ -17,21 +17,24 @@ def exact_flow(q, theta0, tau):
 @pytest.mark.parametrize("tau", [0.5, 10.0, 200.0])
 def test_flow_follows_the_exact_flow_of_a_quadratic(quadratic, tau):
     theta0 = torch.zeros(6, dtype=torch.float64)
-    res = gradient_flow(quadratic, theta0, tau_max=tau, step_ratio=0.05)
+    res = gradient_flow(quadratic, theta0, tau_max=tau)
     exact = exact_flow(quadratic, theta0, tau)
     moved = float((exact - theta0).norm())
     assert res.stop_reason == "tau" and res.tau == pytest.approx(tau)
     assert float((res.theta - exact).norm()) <= 0.01 * moved
 
 
-def test_flow_accuracy_is_first_order_in_the_step_ratio(quadratic):
-    # τ = 0.5 < 1/λ_max / step_ratio: the stability cap never binds, so the error is all
-    # discretisation and halves with the step ratio (explicit Euler is first order)
+@pytest.mark.parametrize("order,ratio", [(1, 0.5), (2, 0.25)])
+def test_flow_error_has_the_integrators_order_in_the_step_ratio(quadratic, order, ratio):
+    # τ = 0.3 < 1/λ_max / step_ratio: the stability cap never binds, so the error is all
+    # discretisation: halving the step ratio halves it (Euler) or quarters it (Heun)
     theta0 = torch.zeros(6, dtype=torch.float64)
-    exact = exact_flow(quadratic, theta0, 0.5)
-    errors = [float((gradient_flow(quadratic, theta0, tau_max=0.5, step_ratio=r).theta
-                     - exact).norm()) for r in (0.1, 0.05, 0.025)]
-    assert 0.4 < errors[1] / errors[0] < 0.6 and 0.4 < errors[2] / errors[1] < 0.6
+    exact = exact_flow(quadratic, theta0, 0.3)
+    errors = [float((gradient_flow(quadratic, theta0, tau_max=0.3, step_ratio=r,
+                                   order=order).theta - exact).norm())
+              for r in (0.04, 0.02, 0.01)]
+    assert errors[1] / errors[0] == pytest.approx(ratio, rel=0.25)
+    assert errors[2] / errors[1] == pytest.approx(ratio, rel=0.25)
 
 
 def test_flow_stops_at_gtol_and_records_it(quadratic):

@@ -1,6 +1,9 @@
-"""Print the parameter count of each architecture in a config or given on the command line.
+"""Print the parameter count of each architecture: for every dataset x arch of a config, or for
+specs given on the command line.
 
-Example:  shiftcurv info --arch '{"type": "mlp", "widths": [100, 100]}' --in-shape 40
+Examples:
+  shiftcurv info --config config.yaml
+  shiftcurv info --arch '{"type": "mlp", "widths": [100, 100]}' --in-shape 40 --classes 10
 """
 
 from __future__ import annotations
@@ -13,19 +16,25 @@ HELP = "print architectures' parameter counts"
 def add_arguments(p):
     p.add_argument("--arch", action="append", default=[], metavar="JSON",
                    help="architecture spec as JSON (repeatable)")
-    p.add_argument("--config", help="a sweep config (YAML): report every arch x dataset in it")
-    p.add_argument("--in-shape", type=int, nargs="+", default=[40], help="input shape (default 40)")
-    p.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
+    p.add_argument("--config", help="a sweep config (YAML): every dataset x arch in it")
+    p.add_argument("--in-shape", type=int, nargs="+", default=[40],
+                   help="input shape for --arch (default 40)")
+    p.add_argument("--classes", type=int, default=10, help="classes for --arch (default 10)")
 
 
 def run(args) -> int:
-    from shiftcurv import models
-    from shiftcurv.sweep import load_config
+    from shiftcurv import data, models
+    from shiftcurv.sweep import dataset_settings, load_config
 
-    specs = {f"arg{i}": json.loads(a) for i, a in enumerate(args.arch)}
+    rows = [("--arch", f"arg{i}", json.loads(a), tuple(args.in_shape), args.classes)
+            for i, a in enumerate(args.arch)]
     if args.config:
-        specs.update(load_config(args.config)["archs"])
-    for name, spec in specs.items():
-        m = models.build(spec, args.in_shape, args.classes)
-        print(f"{name:>16}  {models.n_params(m):>10,d} parameters  {json.dumps(spec)}")
+        config = load_config(args.config)
+        for d in config["datasets"]:
+            spec = dataset_settings(config, d)
+            ds = data.build(spec["name"], **spec["options"])
+            rows += [(d, a, arch, ds.in_shape, ds.n_classes) for a, arch in config["archs"].items()]
+    for dataset, name, spec, in_shape, classes in rows:
+        n = models.n_params(models.build(spec, in_shape, classes))
+        print(f"{dataset:>16} {name:>12} {n:>10,d} parameters  {json.dumps(spec)}")
     return 0

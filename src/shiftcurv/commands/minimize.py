@@ -29,7 +29,7 @@ from shiftcurv.commands._common import (
 )
 
 HELP = "find the train or test minimum from the SGD solution (gradient flow)"
-FLOW_OPTIONS = ("tau_max", "gtol", "step_ratio", "max_steps")
+FLOW_OPTIONS = ("tau_max", "gtol", "step_ratio", "order", "max_steps")
 PAPER_OPTIONS = ("lr", "batch_size", "max_epochs", "tau_max", "gtol")
 
 
