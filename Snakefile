@@ -27,6 +27,7 @@ include: "workflow/rules/minima.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/gather.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/synthetic.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -36,4 +37,6 @@ rule all:
     input:
         SWEEP_NC,
         FIGURES,
+        SYNTHETIC_NC,
+        SYNTHETIC_FIGURES,
     default_target: True

@@ -88,9 +88,17 @@ def test_figures_are_real_pngs(sweep):
     figures = sorted((sweep / "results/figures").glob("*.png"))
     assert [f.name for f in figures] == ["fig1_gaussian-teacher_mlp.png",
                                          "fig23_gaussian-teacher_mlp.png",
-                                         "measures_gaussian-teacher_mlp.png"]
+                                         "measures_gaussian-teacher_mlp.png",
+                                         "synthetic_checks.png", "synthetic_fig4_left.png"]
     for f in figures:
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 20_000
+
+
+def test_synthetic_basins_are_part_of_the_sweep(sweep):
+    import xarray as xr
+
+    ds = xr.open_dataset(sweep / "results/synthetic.nc")
+    assert list(ds["basin_set"].values) == ["fig4_left"] and ds.sizes["temperature"] == 8
 
 
 def test_every_step_leaves_a_log_with_its_progress(sweep):
@@ -107,8 +115,8 @@ def test_a_finished_sweep_has_nothing_to_do(sweep):
 def test_equivalent_spellings_of_a_temperature_are_the_same_cell(sweep, tmp_path):
     cfg = write_config(tmp_path / "c.yaml")
     # as a researcher types them: 1e-3 (a *string* to YAML 1.1), 0.004 (a float)
-    cfg.write_text(re.sub(r"temperatures:.*?\n(?=\w)", "temperatures: [1e-3, 0.004]\n",
-                          cfg.read_text(), flags=re.S))
+    cfg.write_text(re.sub(r"^temperatures:.*?\n(?=\w)", "temperatures: [1e-3, 0.004]\n",
+                          cfg.read_text(), count=1, flags=re.S | re.M))
     assert "[1e-3, 0.004]" in cfg.read_text()
     assert planned_jobs(sweep, cfg) == {}
 

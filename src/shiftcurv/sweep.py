@@ -124,8 +124,18 @@ def validate(config: dict) -> dict:
 def schema_problems(config: dict) -> list[str]:
     import jsonschema
     import yaml
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
 
-    schema = yaml.safe_load(SCHEMA.read_text())
+    real = SCHEMA.resolve()  # relative $refs (synthetic.schema.yaml) resolve next to the file
+
+    def retrieve(uri: str):
+        path = real.parent / Path(uri.removeprefix("file://")).name
+        return Resource.from_contents(yaml.safe_load(path.read_text()),
+                                      default_specification=DRAFT7)
+
+    schema = yaml.safe_load(real.read_text())
+    schema["$id"] = real.as_uri()
     validator_cls = jsonschema.validators.validator_for(schema)
 
     def set_defaults(validator, properties, instance, schema):
@@ -136,7 +146,8 @@ def schema_problems(config: dict) -> list[str]:
         yield from validator_cls.VALIDATORS["properties"](validator, properties, instance, schema)
 
     extended = jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
-    errors = sorted(extended(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    validator = extended(schema, registry=Registry(retrieve=retrieve))
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     return [f"{'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}"
             for e in errors]
 
