@@ -13,11 +13,12 @@ PY="${PYTHON:-python3}"
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
-if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+if ! "$VENV/bin/python" -m pip show -q torch >/dev/null 2>&1; then
   echo "[setup] installing $TORCH_SPEC"
   pip install $TORCH_SPEC
 fi
-"$VENV/bin/python" -c "import torch" || { echo "[setup] torch failed to install" >&2; exit 1; }
+"$VENV/bin/python" -m pip show -q torch >/dev/null 2>&1 ||
+  { echo "[setup] torch failed to install ($TORCH_SPEC)" >&2; exit 1; }
 echo "[setup] installing shiftcurv and its dependencies"
 pip install -e ".[test]"
 "$VENV/bin/shiftcurv" --version
