@@ -122,16 +122,12 @@ def _long_frame(sub, names: list[str]):
     return pd.concat(frames, ignore_index=True).dropna()
 
 
-def fig23(sub, path, title: str) -> None:
+def _panels_vs_temperature(sub, panels, path, title: str, width: float = 4.2) -> None:
+    """One row of panels, each plotting its variables vs T (mean ± sd over seeds as bands);
+    exact-HVP and prediction lines dashed."""
     plt, sns = _setup()
-    panels = [
-        (["test_loss_at_train_min", "taylor_prediction"], "test loss at θ_tr vs Taylor (Eq. 3)"),
-        (["U_tr_min", "U_test_min"], "losses at the minima"),
-        (["shift_curvature", "shift_norm"], "shift-curvature sᵀCs and |s|"),
-        (["c_train", "c_test", "c_train_hvp", "c_test_hvp"], "curvature along s"),
-    ]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
-    for ax, (names, panel_title) in zip(axes, panels, strict=True):
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 3.8), squeeze=False)
+    for ax, (names, panel_title) in zip(axes[0], panels, strict=True):
         df = _long_frame(sub, names)
         if df.empty:
             ax.text(0.5, 0.5, "no cell finished ok", ha="center", transform=ax.transAxes)
@@ -150,6 +146,15 @@ def fig23(sub, path, title: str) -> None:
     plt.close(fig)
 
 
+def fig23(sub, path, title: str) -> None:
+    _panels_vs_temperature(sub, [
+        (["test_loss_at_train_min", "taylor_prediction"], "test loss at θ_tr vs Taylor (Eq. 3)"),
+        (["U_tr_min", "U_test_min"], "losses at the minima"),
+        (["shift_curvature", "shift_norm"], "shift-curvature sᵀCs and |s|"),
+        (["c_train", "c_test", "c_train_hvp", "c_test_hvp"], "curvature along s"),
+    ], path, title)
+
+
 MEASURE_BASES = ("lambda_max", "lambda_min", "hessian_trace", "eps_sharpness_0.001",
                  "eps_sharpness_0.0005", "wme_nonuniformity", "grad_noise_trace", "grad_coherence")
 
@@ -160,26 +165,10 @@ def hessian_bases(ds) -> list[str]:
 
 
 def fig_measures(sub, path, title: str) -> None:
-    plt, sns = _setup()
-    bases = hessian_bases(sub)
     panels = [(["shift_curvature"], "shift-curvature sᵀCs")] + [
-        ([f"{b}_{p}" for p in ("sgd", "train", "test") if f"{b}_{p}" in sub], b) for b in bases]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
-    for ax, (names, panel_title) in zip(axes[0], panels, strict=True):
-        df = _long_frame(sub, names)
-        if df.empty:
-            ax.text(0.5, 0.5, "no cell finished ok", ha="center", transform=ax.transAxes)
-        else:
-            sns.lineplot(df, x="temperature", y="value", hue="quantity", markers=True,
-                         style="quantity", errorbar="sd", ax=ax)
-            ax.legend(fontsize=7)
-        _log_temperature_axis(ax)
-        ax.set_title(panel_title, fontsize=9)
-        ax.set_ylabel("")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, format="png", dpi=110)
-    plt.close(fig)
+        ([f"{b}_{p}" for p in ("sgd", "train", "test") if f"{b}_{p}" in sub], b)
+        for b in hessian_bases(sub)]
+    _panels_vs_temperature(sub, panels, path, title)
 
 
 def plot_all(ds, outdir) -> list[str]:

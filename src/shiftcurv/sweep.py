@@ -125,14 +125,14 @@ def schema_problems(config: dict) -> list[str]:
     import jsonschema
     import yaml
     from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT7
+    from referencing.jsonschema import DRAFT202012
 
     real = SCHEMA.resolve()  # relative $refs (synthetic.schema.yaml) resolve next to the file
 
     def retrieve(uri: str):
         path = real.parent / Path(uri.removeprefix("file://")).name
         return Resource.from_contents(yaml.safe_load(path.read_text()),
-                                      default_specification=DRAFT7)
+                                      default_specification=DRAFT202012)
 
     schema = yaml.safe_load(real.read_text())
     schema["$id"] = real.as_uri()
@@ -153,22 +153,34 @@ def schema_problems(config: dict) -> list[str]:
 
 
 def semantic_problems(config: dict) -> list[str]:
-    """What a schema cannot say: known names, positive values, budgets, duplicates."""
+    """What a schema cannot say: known names and options, positive values, budgets, duplicate
+    cells, and no shell metacharacters anywhere. Runs after the schema (defaults filled in);
+    one line per problem, naming the key and the value."""
     from shiftcurv import data, models
 
-    out = []
+    out = list(unsafe_strings(config))
+    good_datasets = []
     for name, opts in config["datasets"].items():
         kind = opts.get("type", name)
         if kind not in data.BUILDERS:
             out.append(f"datasets.{name}: unknown dataset {kind!r} (known: {data.known()})")
+            continue
+        problems = dataset_option_problems(name, kind, opts)
+        out.extend(problems)
+        if not problems:
+            good_datasets.append(name)
     for name, spec in config["archs"].items():
         if spec.get("type") not in models.ARCHITECTURES:
             out.append(f"archs.{name}.type: unknown architecture {spec.get('type')!r} "
                        f"(known: {models.known()})")
+        else:
+            out.extend(option_problems(f"archs.{name}", models.ARCHITECTURES[spec["type"]],
+                                       spec, skip=("type", "in_shape", "n_classes")))
     for section, names in (("datasets", config["datasets"]), ("archs", config["archs"])):
         for name in names:
             if not NAME_RE.match(str(name)):
                 out.append(f"{section}.{name}: names may hold only letters, digits, '_', '.', '-'")
+    out.extend(duplicate_entries(config))
     seen: dict[str, object] = {}
     for t in config["temperatures"]:
         try:
@@ -183,7 +195,8 @@ def semantic_problems(config: dict) -> list[str]:
         vals = config[axis]
         if len(set(vals)) != len(vals):
             out.append(f"{axis}: duplicate values in {vals}")
-    for name, opts in config["datasets"].items():
+    for name in good_datasets:
+        opts = config["datasets"][name]
         n_train = dataset_train_size(opts | {"type": opts.get("type", name)})
         for b in config["batch_sizes"]:
             if n_train is not None and b > n_train:
@@ -192,6 +205,149 @@ def semantic_problems(config: dict) -> list[str]:
     tr = config["train"]
     if tr["max_epochs"] < 1:
         out.append(f"train.max_epochs: must be >= 1, got {tr['max_epochs']}")
+    if tr["checkpoint_every"] > tr["max_epochs"]:
+        out.append(f"train.checkpoint_every: {tr['checkpoint_every']} is more than "
+                   f"train.max_epochs {tr['max_epochs']}: no checkpoint would ever be written "
+                   f"(0 switches them off)")
+    options = config["measure"]["hessian"]["options"]
+    known = measure_option_names() if options else []
+    for key in options:  # here, not hours later when the measure step starts
+        if key not in known:
+            out.append(f"measure.hessian.options.{key}: unknown option "
+                       f"(known: {', '.join(known)})")
+    return out
+
+
+def measure_option_names() -> list[str]:
+    """The keys of `shiftcurv.curvature.DEFAULT_OPTIONS`, read from its source so that the
+    Snakefile's parse never imports torch."""
+    import ast
+
+    tree = ast.parse((Path(__file__).resolve().parent / "curvature.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and any(
+                getattr(t, "id", None) == "DEFAULT_OPTIONS" for t in node.targets):
+            return [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
+    from shiftcurv.curvature import DEFAULT_OPTIONS  # the source changed shape: ask the module
+
+    return list(DEFAULT_OPTIONS)
+
+
+# characters that mean something to a shell; config strings are names, enums and options, so
+# none of them ever needs one (values reach the shell quoted anyway: defence in depth)
+_SHELL_UNSAFE = re.compile(r"[;&|`$<>\\'\"(){}*?!#~\x00-\x1f\x7f]")
+
+
+def unsafe_strings(obj, key: str = ""):
+    """A problem line for every key or string value (anywhere) holding shell metacharacters."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            path = f"{key}.{k}" if key else str(k)
+            if isinstance(k, str) and _SHELL_UNSAFE.search(k):
+                yield f"{path}: the key {k!r} holds shell metacharacters"
+            yield from unsafe_strings(v, path)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from unsafe_strings(v, f"{key}[{i}]")
+    elif isinstance(obj, str) and _SHELL_UNSAFE.search(obj):
+        yield f"{key}: {obj!r} holds shell metacharacters"
+
+
+def option_problems(where: str, fn, opts: dict, skip=()) -> list[str]:
+    """Unknown option names for builder `fn` (from its signature), and values whose type does
+    not match the default's (int/float/bool)."""
+    import inspect
+
+    params = {k: p for k, p in inspect.signature(fn).parameters.items() if k not in skip}
+    out = []
+    for k, v in opts.items():
+        if k in skip:
+            continue
+        if k not in params:
+            out.append(f"{where}.{k}: unknown option {k!r} (known: {', '.join(params)})")
+            continue
+        default = params[k].default
+        if isinstance(default, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(default, int):
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif isinstance(default, float):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        else:
+            ok = True
+        if not ok:
+            kind = {bool: "a boolean", int: "an integer"}.get(type(default), "a number")
+            out.append(f"{where}.{k}: {v!r} is not {kind}")
+    return out
+
+
+# dataset options with a range: (low, high, low inclusive)
+_DATASET_RANGES = {
+    "seed": (0, None, True), "num_samples": (2, None, True), "train_split": (0, 1, False),
+    "n_train": (1, None, True), "n_test": (1, None, True), "dim": (1, None, True),
+    "n_classes": (2, None, True), "label_noise": (0, None, True),
+}
+
+
+def dataset_option_problems(name: str, kind: str, opts: dict) -> list[str]:
+    """Unknown or out-of-range builder options, and builders whose package is missing."""
+    import importlib.util
+
+    from shiftcurv import data
+
+    where = f"datasets.{name}"
+    out = option_problems(where, data.BUILDERS[kind], opts, skip=("type",))
+    if out:
+        return out
+    for k, v in opts.items():
+        lo, hi, inclusive = _DATASET_RANGES.get(k, (None, None, True))
+        if (lo is not None and (v < lo if inclusive else v <= lo)) or \
+                (hi is not None and v >= hi):
+            bounds = (f">= {lo}" if inclusive else f"> {lo}") + (f" and < {hi}" if hi else "")
+            out.append(f"{where}.{k}: must be {bounds}, got {v!r}")
+    if not out and kind == "mnist1d":
+        n_train = dataset_train_size(opts | {"type": kind})
+        if n_train < 1 or n_train >= opts.get("num_samples", 5000):
+            out.append(f"{where}: num_samples x train_split leaves an empty train or test set")
+        if importlib.util.find_spec("mnist1d") is None:
+            out.append(f"{where}: the `mnist1d` package that generates it is not installed "
+                       f"(pip install mnist1d)")
+    return out
+
+
+def _resolved(fn, opts: dict, skip=()) -> str:
+    """`opts` with the builder's defaults filled in, as canonical JSON (for duplicate checks)."""
+    import inspect
+
+    full = {k: p.default for k, p in inspect.signature(fn).parameters.items()
+            if k not in skip and p.default is not inspect.Parameter.empty}
+    full.update({k: v for k, v in opts.items() if k not in skip})
+    return json.dumps(full, sort_keys=True, default=str)
+
+
+def duplicate_entries(config: dict) -> list[str]:
+    """Two datasets (or two archs) that resolve to the same thing would make duplicate cells."""
+    from shiftcurv import data, models
+
+    out = []
+    for section, table, get_fn, skip in (
+            ("datasets", config["datasets"],
+             lambda n, o: data.BUILDERS.get(o.get("type", n)), ("type",)),
+            ("archs", config["archs"],
+             lambda n, o: models.ARCHITECTURES.get(o.get("type")),
+             ("type", "in_shape", "n_classes"))):
+        seen: dict[str, str] = {}
+        for name, opts in table.items():
+            fn = get_fn(name, opts)
+            if fn is None:
+                continue
+            kind = opts.get("type", name)
+            key = f"{kind}:{_resolved(fn, opts, skip)}"
+            if key in seen:
+                out.append(f"{section}.{name}: the same as {section}.{seen[key]} (same type and "
+                           f"options): duplicate cells")
+            else:
+                seen[key] = name
     return out
 
 
