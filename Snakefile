@@ -33,6 +33,12 @@ include: "workflow/rules/synthetic.smk"
 report: "workflow/report/workflow.rst"
 
 
+# seconds of light work each: on a cluster they run where snakemake runs, not as submissions
+localrules:
+    gather,
+    plots,
+
+
 rule all:
     input:
         SWEEP_NC,
@@ -40,3 +46,7 @@ rule all:
         SYNTHETIC_NC,
         SYNTHETIC_FIGURES,
     default_target: True
+
+
+onstart:
+    print_plan_summary()

@@ -1,4 +1,9 @@
+import atexit
+import functools
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -6,6 +11,19 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@functools.cache
+def no_slurm_probe_dir() -> str:
+    """A PATH entry whose `scontrol` fails at once. Snakemake's SLURM executor plugin runs
+    `scontrol show config` whenever Snakemake loads its plugins (every start); on a machine with
+    SLURM's client but no reachable controller (CI, after the SLURM test stopped its daemons)
+    that blocks ~10 s per start. Prepend it for runs that are local."""
+    d = Path(tempfile.mkdtemp(prefix="shiftcurv-no-slurm-"))
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    (d / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+    (d / "scontrol").chmod(0o755)
+    return str(d)
 
 
 @pytest.fixture(scope="session")

@@ -27,10 +27,20 @@ def atomic_path(path: str | os.PathLike):
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared like any file
     try:
         yield Path(tmp)
+        _fsync(tmp)  # the data is on disk before the name points at it (node crashes)
         os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:

@@ -14,12 +14,20 @@ Determinism: the same cell gives bit-identical weights on CPU with the same thre
 resumed from a checkpoint taken at an epoch boundary continues exactly as if uninterrupted,
 because SGD without momentum has no state besides θ and the batch order depends only on
 (seed, epoch).
+
+Stopping: `fit(..., stop=StopRequest)` (shiftcurv.signals) is read once per epoch, at the epoch
+boundary. When a stop signal has arrived and epochs remain, the module writes a checkpoint there
+and ends the fit with `state.interrupted` set to the signal's name (status stays "running"), so
+the caller can exit non-zero and a rerun resumes bit-identically. Lightning's own SIGTERM path
+(`SIGTERMException`) is caught and handled the same way; its SLURM auto-requeue is off.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -62,6 +70,7 @@ class TrainState:
                                                    "seconds": []})
     status: str = "running"
     wall_seconds: float = 0.0
+    interrupted: str | None = None  # the stop signal that ended this fit early (not saved)
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -73,7 +82,8 @@ class SGDModule(pl.LightningModule):
     """Runs one epoch of plain minibatch SGD per Lightning training step."""
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 settings: TrainSettings, state: TrainState, checkpoint=None, progress=None):
+                 settings: TrainSettings, state: TrainState, checkpoint=None, progress=None,
+                 stop=None):
         super().__init__()
         self.model = model
         self.x_cpu, self.y_cpu = x, y
@@ -81,7 +91,14 @@ class SGDModule(pl.LightningModule):
         self.state = state
         self.checkpoint = checkpoint  # callable(module) at checkpoint epochs
         self.progress = progress or (lambda msg, force=False: None)
+        self.stop_request = stop  # shiftcurv.signals.StopRequest, read once per epoch
+        self.checkpointed_epoch = state.epoch  # the epoch whose state is on disk (or initial)
         self.automatic_optimization = False
+
+    def save_checkpoint(self) -> None:
+        if self.checkpoint is not None and self.checkpointed_epoch != self.state.epoch:
+            self.checkpoint(self)
+            self.checkpointed_epoch = self.state.epoch
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.model.parameters(), lr=self.settings.lr, momentum=0.0,
@@ -133,11 +150,19 @@ class SGDModule(pl.LightningModule):
             self.trainer.should_stop = True
             return None
         last = st.epoch >= s.epochs
+        stop = self.stop_request
         self.progress(f"epoch {st.epoch}/{s.epochs}  train loss {mean_loss:.5f}  acc {acc:.4f}"
                       f"  ({dt:.2f} s/epoch, {st.wall_seconds:.1f} s)", force=last)
-        if self.checkpoint is not None and not last and s.checkpoint_every > 0 \
-                and st.epoch % s.checkpoint_every == 0:
-            self.checkpoint(self)
+        if stop is not None and stop.signal is not None and not last:
+            # at an epoch boundary: the one place whose state resumes bit-identically
+            st.interrupted = stop.signal
+            self.progress(f"epoch {st.epoch}/{s.epochs}: {stop.signal} received: writing a "
+                          f"checkpoint and stopping", force=True)
+            self.save_checkpoint()
+            self.trainer.should_stop = True
+            return None
+        if not last and s.checkpoint_every > 0 and st.epoch % s.checkpoint_every == 0:
+            self.save_checkpoint()
         return None
 
 
@@ -153,27 +178,65 @@ def accelerator_of(device: str) -> str:
     return {"cuda": "gpu", "gpu": "gpu", "cpu": "cpu"}[device]
 
 
+def cluster_environment():
+    """Lightning's cluster environment with its SLURM auto-requeue switched off: on a stop signal
+    we checkpoint and exit non-zero, and Snakemake's `--retries` resubmits (never both). Off
+    SLURM the plain environment, which also skips Lightning's `srun` probe and its warning."""
+    from lightning_fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+
+    if os.environ.get("SLURM_NTASKS") and \
+            os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*srun")
+            try:
+                return SLURMEnvironment(auto_requeue=False)
+            except RuntimeError:  # inconsistent SLURM_* variables: one device needs none
+                pass
+    return LightningEnvironment()
+
+
 def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
-        state: TrainState | None = None, checkpoint=None, progress=None) -> TrainState:
+        state: TrainState | None = None, checkpoint=None, progress=None,
+        stop=None) -> TrainState:
     """Train `model` in place from `state` (a fresh run when None) to the epoch budget or until
-    the loss is not finite. Returns the final state (status "ok" or "diverged")."""
+    the loss is not finite. Returns the final state (status "ok" or "diverged"). With `stop`
+    (a `shiftcurv.signals.StopRequest`), a stop signal ends the fit at the next epoch boundary
+    after a checkpoint: status stays "running" and `state.interrupted` names the signal."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
     quiet_lightning()
     state = state or TrainState()
     remaining = settings.epochs - state.epoch
-    if remaining > 0 and state.status == "running":
-        module = SGDModule(model, x, y, settings, state, checkpoint, progress)
+    if remaining > 0 and state.status == "running" and stop is not None and stop.requested:
+        state.interrupted = stop.signal  # before any work: what is on disk stays the resume point
+    elif remaining > 0 and state.status == "running":
+        module = SGDModule(model, x, y, settings, state, checkpoint, progress, stop)
+        # an empty root dir: under SLURM, Lightning would otherwise resume from any
+        # `hpc_ckpt_*.ckpt` in the working directory (a pickle, and not our state)
+        root = tempfile.TemporaryDirectory(prefix="shiftcurv-lightning-")
         trainer = pl.Trainer(
             max_epochs=remaining, accelerator=accelerator_of(settings.device), devices=1,
             logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-            use_distributed_sampler=False, deterministic=False)
+            use_distributed_sampler=False, deterministic=False, plugins=[cluster_environment()],
+            default_root_dir=root.name)
         # one dummy item per epoch: the module draws its own batches (see module docstring)
-        with warnings.catch_warnings():
+        with root, warnings.catch_warnings():
             # Lightning 2.6 on torch 2.13: a FutureWarning about torch's LeafSpec, per run
             warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
-            trainer.fit(module, train_dataloaders=[0])
+            # Lightning probes SLURM for its own hpc_ckpt resume and warns when `srun` exists
+            # but is unused: one device per job needs no srun, and we resume ourselves
+            warnings.filterwarnings("ignore", message=".*`srun` command is available")
+            try:
+                trainer.fit(module, train_dataloaders=[0])
+            except SIGTERMException:
+                # Lightning's SIGTERM handler (chained before ours) ends the fit after the
+                # current epoch; the state is at an epoch boundary, so it resumes exactly
+                if state.epoch < settings.epochs and state.status == "running":
+                    state.interrupted = getattr(stop, "signal", None) or "SIGTERM"
+                    module.save_checkpoint()
         model.to("cpu")
-    if state.status == "running":
+    if state.status == "running" and state.interrupted is None:
         state.status = "ok"
     return state
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # run from a source checkout too
+from shiftcurv import cost  # noqa: E402  (light: no torch)
 from shiftcurv import sweep as sw  # noqa: E402  (light: no torch)
 from shiftcurv.plots import figure_names  # noqa: E402
 
@@ -54,3 +55,47 @@ def settings_param(step, **extra):
         return sw.as_json(make(config, cell))
 
     return params
+
+
+# -- cluster resources (profiles/slurm) --------------------------------------------------------
+# Cell rules request a GPU only when the sweep trains on one (train.device cuda/auto): the local
+# CPU sweeps never ask for GPUs. Their `runtime` (minutes, SLURM --time) comes from the cost
+# model, calibrated on the benchmark files of finished jobs, and doubles on each retry; in a
+# SLURM group job the runtimes of a cell's four rules add up.
+GPU_RESOURCES = {"gpu": 1} if cost.uses_gpu(config) else {}
+_COST_MODEL = []
+
+
+def cost_model():
+    """The cost model, calibrated once per Snakemake process (on first use). Inside a cluster
+    job (remote/subprocess mode) the wall time is granted already: no scan of the results."""
+    if not _COST_MODEL:
+        inside_job = workflow.remote_exec or workflow.subprocess_exec
+        _COST_MODEL.append(cost.calibrate(config, state={} if inside_job else None))
+    return _COST_MODEL[0]
+
+
+def runtime_minutes(rule):
+    """`resources: runtime=` of a cell rule: the cost model's wall time, growing with attempt."""
+
+    def runtime(wildcards, attempt):
+        return cost.runtime_minutes(cost_model(), config, cell_of(wildcards), rule, attempt)
+
+    return runtime
+
+
+def print_plan_summary():
+    """One line at the start of a run (onstart): cells done / left, submissions, hours left."""
+    try:
+        per_job = workflow.group_settings.group_components.get("cell", 1)
+        print(cost.summary_line(cost.plan(config, ".", per_job)), file=sys.stderr)
+        cores = workflow.global_resources["_cores"].value
+        if not workflow.local_exec and cores != THREADS:
+            print(
+                f"shiftcurv: note: --cores ({cores}) should "
+                f"equal resources.threads ({THREADS}) under SLURM (profiles/slurm: `cores`), so "
+                "a cell job requests one GPU and `threads` CPUs",
+                file=sys.stderr,
+            )
+    except Exception as e:  # the plan is information: never stop a run for it
+        print(f"shiftcurv plan: not available ({e})", file=sys.stderr)

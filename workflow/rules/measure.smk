@@ -16,6 +16,9 @@ rule measure:
     benchmark:
         f"{CELL}/benchmarks/measure.tsv"
     threads: THREADS
+    resources:
+        runtime=runtime_minutes("measure"),
+        **GPU_RESOURCES,
     group:
         "cell"
     conda:

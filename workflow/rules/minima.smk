@@ -13,6 +13,9 @@ rule min_train:
     benchmark:
         f"{CELL}/benchmarks/min_train.tsv"
     threads: THREADS
+    resources:
+        runtime=runtime_minutes("min_train"),
+        **GPU_RESOURCES,
     group:
         "cell"
     conda:
@@ -34,3 +37,6 @@ use rule min_train as min_test with:
         f"{CELL}/logs/min_test.log",
     benchmark:
         f"{CELL}/benchmarks/min_test.tsv"
+    resources:
+        runtime=runtime_minutes("min_test"),
+        **GPU_RESOURCES,

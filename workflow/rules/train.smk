@@ -11,11 +11,16 @@ rule train:
     benchmark:
         f"{CELL}/benchmarks/train.tsv"
     threads: THREADS
+    resources:
+        runtime=runtime_minutes("train"),
+        **GPU_RESOURCES,
     group:
         "cell"
     conda:
         "../envs/shiftcurv.yaml"
     shell:
-        "shiftcurv train --data {input.data} --settings {params.settings:q}"
+        # exec: the step's signal (SLURM --signal before wall time) reaches the trainer itself,
+        # which checkpoints at the epoch boundary and exits 75; no shell in between to die first
+        "exec shiftcurv train --data {input.data} --settings {params.settings:q}"
         " --out-weights {output.weights} --out-record {output.record} --threads {threads}"
         " > {log} 2>&1"

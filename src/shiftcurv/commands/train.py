@@ -6,7 +6,14 @@ final full-set train/test loss and accuracy (plain loss, no L2), wall time and p
 
 Every `checkpoint_every` epochs a checkpoint is written next to the weights (<weights>.ckpt, not
 a workflow output, so Snakemake never deletes it); rerunning the same command resumes from it.
-A checkpoint that is unreadable, or that belongs to other settings, is set aside and not used.
+A checkpoint that is unreadable, or that belongs to other settings, is set aside (renamed to
+<checkpoint>.bad) and not used.
+
+Stop signals (SIGTERM, SIGUSR1, SIGINT): the run finishes the current epoch, writes a checkpoint
+at that epoch boundary and exits with status 75 (EX_TEMPFAIL) and the line "interrupted by
+SIGTERM at epoch k/E; checkpoint written to PATH"; a second signal exits at once (the last
+checkpoint on disk stays the resume point). Rerun the same command to resume, bit-identically on
+CPU with the same thread count. See docs/reliability.md.
 
 Example:
   shiftcurv train --data results/data/mnist1d.npz --out-weights w.safetensors \\
@@ -19,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 from shiftcurv import ShiftcurvError
@@ -55,9 +63,12 @@ def checkpoint_key(settings: dict) -> str:
                                            if k != "checkpoint_every"})))
 
 
-def load_checkpoint(path: Path, key: str, model):
+def load_checkpoint(path: Path, key: str, model, epochs: int):
     """The TrainState of a good checkpoint for these settings (weights loaded into `model`), else
-    None. A damaged or foreign checkpoint is renamed aside (never deleted, never used)."""
+    None. A damaged, inconsistent or foreign checkpoint is renamed aside to <path>.bad (never
+    deleted, never used) and the run starts from the beginning."""
+    import torch
+
     from shiftcurv.io import load_state
     from shiftcurv.training import TrainState
 
@@ -67,17 +78,52 @@ def load_checkpoint(path: Path, key: str, model):
         state, meta = load_state(path, what="checkpoint")
         if meta.get("key") != key:
             raise ShiftcurvError(f"checkpoint {path} was written for other settings")
-        model.load_state_dict(state)
-        return TrainState(epoch=int(meta["epoch"]), history=meta["history"],
-                          status=meta["status"], wall_seconds=float(meta["wall_seconds"]))
-    except (ShiftcurvError, KeyError, RuntimeError, ValueError) as e:
+        epoch, history = int(meta["epoch"]), meta["history"]
+        if not 0 < epoch <= epochs or meta["status"] != "running" or any(
+                len(history[k]) != epoch for k in ("epoch", "loss", "accuracy", "seconds")):
+            raise ShiftcurvError(f"checkpoint {path} is inconsistent (epoch {epoch} of {epochs},"
+                                 f" status {meta['status']!r})")
+        if not all(bool(torch.isfinite(t).all()) for t in state.values()):
+            raise ShiftcurvError(f"checkpoint {path} holds non-finite weights")
+        backup = {k: v.clone() for k, v in model.state_dict().items()}
+        try:
+            model.load_state_dict(state)
+        except RuntimeError:
+            model.load_state_dict(backup)  # a partial load must not leak into a fresh start
+            raise
+        return TrainState(epoch=epoch, history=history, status="running",
+                          wall_seconds=float(meta["wall_seconds"]))
+    except (ShiftcurvError, KeyError, TypeError, RuntimeError, ValueError) as e:
         aside = path.with_name(path.name + ".bad")
         os.replace(path, aside)
-        log(f"not resuming: {e}; moved it to {aside}")
+        log(f"not resuming: {str(e).splitlines()[0]}; moved the checkpoint to {aside}; "
+            f"starting from epoch 0")
         return None
 
 
+def remove_stale_temporaries(*paths: Path) -> None:
+    """Temp files that a killed atomic write left next to `paths` (never read, only clutter)."""
+    for path in paths:
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
 def run(args) -> int:
+    from shiftcurv.signals import EXIT_INTERRUPTED, Abandoned, stop_on_signals
+
+    # installed first, so that Lightning's SIGTERM handler (set in Trainer.fit) chains ours
+    with stop_on_signals() as stop:
+        try:
+            return train(args, stop)
+        except Abandoned as e:
+            ckpt = Path(args.checkpoint or args.out_weights + ".ckpt")
+            where = f"checkpoint {ckpt} kept" if ckpt.exists() else "no checkpoint yet"
+            print(f"shiftcurv train: interrupted ({e}); {where}; rerun to resume",
+                  file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+
+
+def train(args, stop) -> int:
     import torch
 
     from shiftcurv import data
@@ -103,8 +149,9 @@ def run(args) -> int:
     model = build_model(s["arch"], ds)
     n_params = sum(p.numel() for p in model.parameters())
     ckpt = Path(args.checkpoint or args.out_weights + ".ckpt")
+    remove_stale_temporaries(ckpt, Path(args.out_weights), Path(args.out_record))
     key = checkpoint_key(s)
-    state = load_checkpoint(ckpt, key, model)
+    state = load_checkpoint(ckpt, key, model, settings.epochs)
     if state is not None:
         log(f"resuming from checkpoint {ckpt} at epoch {state.epoch}/{settings.epochs}")
     log(f"train: {s['arch']} ({n_params:,d} parameters) T={settings.temperature:g} "
@@ -117,7 +164,16 @@ def run(args) -> int:
                     "wall_seconds": st.wall_seconds})
 
     x, y = ds.tensors("train", dtype=torch.float32)
-    state = fit(model, x, y, settings, state or TrainState(), checkpoint, Progress())
+    state = fit(model, x, y, settings, state or TrainState(), checkpoint, Progress(), stop)
+    if state.interrupted is not None:
+        from shiftcurv.signals import EXIT_INTERRUPTED
+
+        where = (f"checkpoint written to {ckpt}" if ckpt.exists()
+                 else "no checkpoint (no epoch finished)")
+        msg = (f"interrupted by {state.interrupted} at epoch {state.epoch}/{settings.epochs}; "
+               f"{where}; rerun to resume")
+        print(f"shiftcurv train: {msg}", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     record = {"status": state.status, "settings": settings_dict(settings), "arch": s["arch"],
               "n_params": n_params, "lr": settings.lr, "batch_size": settings.batch_size,
               "temperature": settings.temperature, "epochs": state.epoch,

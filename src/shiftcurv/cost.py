@@ -1,0 +1,408 @@
+"""The compute plan and its cost model: which jobs of a sweep remain, how many SLURM submissions
+they make, and how many GPU- and CPU-hours they cost.
+
+No torch here: the Snakefile imports this at parse time (each cell rule's `runtime` resource),
+and `shiftcurv plan` answers in well under 2 s for 10 000 cells.
+
+Cost model. A job's wall time is modelled per (dataset, arch, rule) as
+
+    seconds = overhead + rate × work
+
+with work = SGD sample-steps for `train` (epochs × ⌊n_train/B⌋ × B: the epoch budget E(T) makes
+it vary over temperatures and batch sizes; the rate is the per-arch cost per sample-step) and
+work = 0 for `min_train`, `min_test` and `measure` (a per-job mean: their cost follows the flow
+time and the line grid, not the epoch budget). Calibration: least squares on the jobs that
+finished, from the `benchmark:` files they leave (`<cell>/benchmarks/<rule>.tsv`, column `s`,
+wall seconds), with work read from the cell's train.json (steps × batch size); at most
+`MAX_SAMPLES` cells per (dataset, arch, rule), spread over the sweep. A (dataset, arch) without
+finished jobs borrows the fit of its dataset's other archs, else of all finished jobs
+("borrowed"); with no finished job at all the model uses generous priors ("uncalibrated").
+The model reports its own error on the jobs it was calibrated on.
+
+A cell's four jobs run as one SLURM job (`group: "cell"`), which holds 1 GPU (when
+`train.device` is cuda/auto) and `resources.threads` CPUs for their summed wall time:
+GPU-hours = Σ seconds / 3600, CPU-hours = Σ seconds × threads / 3600. With
+`--group-components cell=K`, K cells share one submission (run one after the other).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+from shiftcurv import sweep as sw
+from shiftcurv.temperature import epoch_budget, steps_per_epoch
+
+CELL_RULES = ("train", "min_train", "min_test", "measure")
+RECORD = {"train": sw.TRAIN_OUT["record"], "min_train": sw.MIN_OUT["train"]["record"],
+          "min_test": sw.MIN_OUT["test"]["record"], "measure": sw.MEASURE_OUT}
+UPSTREAM = {"train": (), "min_train": ("train",), "min_test": ("train",),
+            "measure": ("train", "min_train", "min_test")}
+# priors with no finished job anywhere: generous on purpose (a wall time that is too short costs
+# a retry; one too long only worse backfill). Seconds per job, and seconds per sample-step.
+PRIOR_OVERHEAD_S = {"train": 120.0, "min_train": 300.0, "min_test": 300.0, "measure": 600.0}
+PRIOR_RATE_S = 5e-5                 # train: 20 000 sample-steps per second
+MAX_SAMPLES = 100                   # calibration cells per (dataset, arch, rule)
+# wall-time request of one rule: SAFETY × prediction + MARGIN_S (start-up, file system latency,
+# the checkpoint signal 2 min before the end), doubled on every retry, capped per rule.
+SAFETY = 1.5
+MARGIN_S = 180.0
+MIN_RUNTIME_MIN = 5
+MAX_RUNTIME_MIN = 24 * 60
+
+
+# -- reading what finished jobs left ---------------------------------------------------------
+def scan(config: dict, root: str = ".") -> dict[sw.Cell, frozenset[str]]:
+    """The files present in every cell directory (one directory listing per cell that exists)."""
+    cells = sw.cells(config)
+    if not os.path.isdir(os.path.join(root, sw.RESULTS, "runs")):
+        return {c: frozenset() for c in cells}
+    out = {}
+    for c in cells:
+        try:
+            out[c] = frozenset(os.listdir(os.path.join(root, c.dir)))
+        except OSError:
+            out[c] = frozenset()
+    return out
+
+
+def to_run(files: frozenset[str]) -> tuple[str, ...]:
+    """The cell rules Snakemake will run for a cell with these files: a missing record, or an
+    upstream step that runs (existence only; `snakemake -n` also sees changed params/code)."""
+    todo: list[str] = []
+    for rule in CELL_RULES:
+        if RECORD[rule] not in files or any(u in todo for u in UPSTREAM[rule]):
+            todo.append(rule)
+    return tuple(todo)
+
+
+def read_benchmark(path: str) -> float | None:
+    """Mean wall seconds (`s`) of a Snakemake benchmark TSV (one row per repeat); None when it is
+    missing or unreadable."""
+    try:
+        with open(path) as f:
+            lines = [ln.rstrip("\n").split("\t") for ln in f if ln.strip()]
+        col = lines[0].index("s")
+        values = [float(row[col]) for row in lines[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    values = [v for v in values if math.isfinite(v) and v >= 0]
+    return sum(values) / len(values) if values else None
+
+
+def _record_work(path: str) -> float | None:
+    """Sample-steps a finished training did: steps × batch size from its train.json."""
+    try:
+        with open(path) as f:
+            rec = json.load(f)
+        return float(rec["steps"]) * float(rec["batch_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# -- the model ----------------------------------------------------------------------------------
+@dataclass
+class Fit:
+    overhead: float          # seconds per job
+    rate: float              # seconds per unit of work (train: per sample-step)
+    n: int                   # jobs it was fitted on (0 for the prior)
+    source: str              # "calibrated", "borrowed" or "prior"
+
+    def seconds(self, work: float) -> float:
+        return self.overhead + self.rate * work
+
+
+def fit(samples: list[tuple[float, float]], linear: bool) -> tuple[float, float]:
+    """(overhead, rate) by least squares on (work, seconds) samples, both kept ≥ 0: a line
+    through two or more distinct works, a proportional fit for a single work, the mean when the
+    work does not vary by design (linear=False)."""
+    ys = [s for _, s in samples]
+    mean_y = sum(ys) / len(ys)
+    if not linear:
+        return mean_y, 0.0
+    ws = [w for w, _ in samples]
+    if len(set(ws)) >= 2:
+        mean_w = sum(ws) / len(ws)
+        sxx = sum((w - mean_w) ** 2 for w in ws)
+        sxy = sum((w - mean_w) * (y - mean_y) for w, y in samples)
+        rate = sxy / sxx
+        overhead = mean_y - rate * mean_w
+        if rate < 0:
+            return mean_y, 0.0
+        if overhead < 0:
+            return 0.0, sum(w * y for w, y in samples) / sum(w * w for w in ws)
+        return overhead, rate
+    return (0.0, mean_y / ws[0]) if ws[0] > 0 else (mean_y, 0.0)
+
+
+@dataclass
+class CostModel:
+    fits: dict[tuple[str, str, str], Fit]
+    n_jobs: int = 0                       # finished jobs calibrated on
+    errors: list[float] = field(default_factory=list)   # per job |pred − actual| / actual
+    total_error: float = 0.0              # Σ predicted / Σ actual − 1 over those jobs
+
+    @property
+    def calibrated(self) -> bool:
+        return self.n_jobs > 0
+
+    def fit_for(self, dataset: str, arch: str, rule: str) -> Fit:
+        return self.fits[(dataset, arch, rule)]
+
+    def source(self, dataset: str, arch: str) -> str:
+        """The weakest source among a (dataset, arch)'s four rules."""
+        order = ["calibrated", "borrowed", "prior"]
+        return max((self.fits[(dataset, arch, r)].source for r in CELL_RULES), key=order.index)
+
+    def describe(self) -> str:
+        if not self.calibrated:
+            return ("uncalibrated: no finished jobs yet, so the estimate uses generous priors "
+                    "(it can be off by 10x; it calibrates itself from the benchmark files of the "
+                    "first finished cells)")
+        errs = sorted(self.errors)
+        median = errs[len(errs) // 2] if len(errs) % 2 else 0.5 * (
+            errs[len(errs) // 2 - 1] + errs[len(errs) // 2])
+        return (f"calibrated on {self.n_jobs} finished jobs; its error on them: median "
+                f"{100 * median:.0f}%, worst {100 * errs[-1]:.0f}% per job, "
+                f"{100 * self.total_error:+.0f}% in total")
+
+
+def train_work(config: dict, cell: sw.Cell, _cache: dict | None = None) -> float:
+    """SGD sample-steps of a cell's training: E(T) × ⌊n_train/B⌋ × B (E(T) alone when the
+    dataset's size is unknown before building it)."""
+    tr = config["train"]
+    key = (cell.dataset, cell.temperature, cell.batch_size)
+    if _cache is not None and key in _cache:
+        return _cache[key]
+    epochs = epoch_budget(cell.T, tr["epochs_ref"], tr["temperature_ref"], tr["max_epochs"])
+    opts = config["datasets"][cell.dataset]
+    n_train = sw.dataset_train_size(opts | {"type": opts.get("type", cell.dataset)})
+    work = float(epochs if n_train is None
+                 else epochs * steps_per_epoch(n_train, cell.batch_size) * cell.batch_size)
+    if _cache is not None:
+        _cache[key] = work
+    return work
+
+
+def calibrate(config: dict, root: str = ".",
+              state: dict[sw.Cell, frozenset[str]] | None = None) -> CostModel:
+    """Fit the model on the benchmark files of the sweep's finished jobs."""
+    state = scan(config, root) if state is None else state
+    finished: dict[tuple[str, str, str], list[sw.Cell]] = {}
+    for cell, files in state.items():
+        if "benchmarks" not in files:
+            continue
+        for rule in CELL_RULES:
+            if RECORD[rule] in files:
+                finished.setdefault((cell.dataset, cell.arch, rule), []).append(cell)
+    samples: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for key, cells in finished.items():
+        rule = key[2]
+        if len(cells) > MAX_SAMPLES:  # evenly spread over the sweep (config order)
+            step = len(cells) / MAX_SAMPLES
+            cells = [cells[int(i * step)] for i in range(MAX_SAMPLES)]
+        for cell in cells:
+            d = os.path.join(root, cell.dir)
+            seconds = read_benchmark(os.path.join(d, "benchmarks", f"{rule}.tsv"))
+            if seconds is None:
+                continue
+            work = 0.0
+            if rule == "train":
+                work = _record_work(os.path.join(d, RECORD["train"]))
+                if work is None:
+                    work = train_work(config, cell)
+            samples.setdefault(key, []).append((work, seconds))
+
+    fits: dict[tuple[str, str, str], Fit] = {}
+    model = CostModel(fits)
+    for key, s in samples.items():
+        fits[key] = Fit(*fit(s, key[2] == "train"), n=len(s), source="calibrated")
+    for dataset in config["datasets"]:
+        for arch in config["archs"]:
+            for rule in CELL_RULES:
+                if (dataset, arch, rule) in fits:
+                    continue
+                pools = ([s for (d, _, r), v in samples.items() if d == dataset and r == rule
+                          for s in v],
+                         [s for (_, _, r), v in samples.items() if r == rule for s in v])
+                pool = next((p for p in pools if p), None)
+                if pool:
+                    fits[(dataset, arch, rule)] = Fit(*fit(pool, rule == "train"),
+                                                      n=len(pool), source="borrowed")
+                else:
+                    fits[(dataset, arch, rule)] = Fit(
+                        PRIOR_OVERHEAD_S[rule], PRIOR_RATE_S if rule == "train" else 0.0,
+                        n=0, source="prior")
+    # its own error on the jobs it was calibrated on
+    pred_total = actual_total = 0.0
+    for key, s in samples.items():
+        f = fits[key]
+        for work, seconds in s:
+            pred = f.seconds(work)
+            model.errors.append(abs(pred - seconds) / max(seconds, 1e-3))
+            pred_total += pred
+            actual_total += seconds
+    model.n_jobs = len(model.errors)
+    model.total_error = pred_total / actual_total - 1 if actual_total > 0 else 0.0
+    return model
+
+
+def predict_seconds(model: CostModel, config: dict, cell: sw.Cell, rule: str,
+                    _cache: dict | None = None) -> float:
+    f = model.fit_for(cell.dataset, cell.arch, rule)
+    return f.seconds(train_work(config, cell, _cache) if rule == "train" else 0.0)
+
+
+def runtime_minutes(model: CostModel, config: dict, cell: sw.Cell, rule: str,
+                    attempt: int = 1) -> int:
+    """The wall time to request for a cell rule (SLURM `--time`, minutes): SAFETY × the
+    prediction + MARGIN_S, at least MIN_RUNTIME_MIN, doubled on each retry, at most
+    MAX_RUNTIME_MIN (a training cut off at the wall time resumes from its checkpoint)."""
+    seconds = SAFETY * predict_seconds(model, config, cell, rule) + MARGIN_S
+    base = max(MIN_RUNTIME_MIN, math.ceil(seconds / 60))
+    return int(min(MAX_RUNTIME_MIN, base * 2 ** (max(1, int(attempt)) - 1)))
+
+
+# -- the plan -----------------------------------------------------------------------------------
+def uses_gpu(config: dict) -> bool:
+    return config["train"].get("device", "cpu") in ("cuda", "auto")
+
+
+@dataclass
+class Row:
+    dataset: str
+    arch: str
+    cells: int = 0
+    done: int = 0
+    remaining: int = 0
+    jobs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CELL_RULES, 0))
+    submissions: int = 0
+    seconds: float = 0.0     # remaining wall seconds of the cell jobs
+    gpu_hours: float = 0.0
+    cpu_hours: float = 0.0
+    model: str = "prior"
+
+
+@dataclass
+class Plan:
+    rows: list[Row]
+    total: Row
+    other_jobs: dict[str, int]       # prepare_data, gather, plots, synthetic
+    submissions: int                 # SLURM submissions of the whole remaining run
+    group_components: int
+    gpu: bool
+    threads: int
+    model: CostModel
+
+    def as_dict(self) -> dict:
+        def row(r: Row) -> dict:
+            return {k: getattr(r, k) for k in ("dataset", "arch", "cells", "done", "remaining",
+                                               "jobs", "submissions", "seconds", "gpu_hours",
+                                               "cpu_hours", "model")}
+        m = self.model
+        return {"rows": [row(r) for r in self.rows], "total": row(self.total),
+                "other_jobs": self.other_jobs, "submissions": self.submissions,
+                "group_components": self.group_components, "gpu": self.gpu,
+                "threads": self.threads,
+                "model": {"calibrated": m.calibrated, "jobs": m.n_jobs,
+                          "errors": m.errors, "total_error": m.total_error,
+                          "description": m.describe()}}
+
+
+def plan(config: dict, root: str = ".", group_components: int = 1) -> Plan:
+    """Cells total / done / remaining, jobs per rule, SLURM submissions after grouping and the
+    GPU/CPU-hours left, per dataset × arch, from the config and the results directory."""
+    k = max(1, int(group_components))
+    state = scan(config, root)
+    model = calibrate(config, root, state)
+    gpu, threads = uses_gpu(config), int(config["resources"]["threads"])
+    rows = {(d, a): Row(d, a, model=model.source(d, a))
+            for d in config["datasets"] for a in config["archs"]}
+    total = Row("total", "", model="calibrated" if model.calibrated else "prior")
+    cache: dict = {}
+    for cell, files in state.items():
+        row = rows[(cell.dataset, cell.arch)]
+        row.cells += 1
+        todo = to_run(files)
+        if not todo:
+            row.done += 1
+            continue
+        row.remaining += 1
+        for rule in todo:
+            row.jobs[rule] += 1
+            row.seconds += predict_seconds(model, config, cell, rule, cache)
+    for row in rows.values():
+        row.submissions = math.ceil(row.remaining / k)
+        row.gpu_hours = row.seconds / 3600 if gpu else 0.0
+        row.cpu_hours = row.seconds * threads / 3600
+        for name in ("cells", "done", "remaining", "seconds", "gpu_hours", "cpu_hours"):
+            setattr(total, name, getattr(total, name) + getattr(row, name))
+        for rule in CELL_RULES:
+            total.jobs[rule] += row.jobs[rule]
+    total.submissions = math.ceil(total.remaining / k)
+    data = [d for d in config["datasets"]
+            if not os.path.exists(os.path.join(root, sw.DATA_FILE.format(dataset=d)))]
+    gather = int(total.remaining > 0 or not os.path.exists(os.path.join(root, "results",
+                                                                         "sweep.nc")))
+    from shiftcurv.plots import figure_names  # light (no matplotlib at import)
+
+    plots = int(gather or not all(os.path.exists(os.path.join(root, f))
+                                  for f in figure_names(config)))
+    synthetic = int(not os.path.exists(os.path.join(root, "results", "synthetic.nc")))
+    other = {"prepare_data": len(data), "gather": gather, "plots": plots, "synthetic": synthetic}
+    return Plan(list(rows.values()), total, other, total.submissions + sum(other.values()),
+                k, gpu, threads, model)
+
+
+def _hours(h: float) -> str:
+    if h >= 100:
+        return f"{h:,.0f}"
+    return f"{h:.1f}" if h >= 1 else (f"{h:.2g}" if h else "0")
+
+
+def format_plan(p: Plan) -> str:
+    """The table `shiftcurv plan` prints."""
+    head = ["dataset", "arch", "cells", "done", "left", *CELL_RULES, "submissions",
+            "GPU-h left", "CPU-h left", "cost model"]
+    body = []
+    for r in [*p.rows, p.total]:
+        body.append([r.dataset, r.arch, str(r.cells), str(r.done), str(r.remaining),
+                     *(str(r.jobs[x]) for x in CELL_RULES), str(r.submissions),
+                     _hours(r.gpu_hours), _hours(r.cpu_hours),
+                     r.model if r is not p.total else ""])
+    widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i < 2 or i == len(head) - 1 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+             for row in [head, *body]]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    o = p.other_jobs
+    per_job = (f"{p.group_components} cells per submission (--group-components "
+               f"cell={p.group_components})" if p.group_components > 1 else
+               "one submission per cell (group 'cell')")
+    lines += [
+        "",
+        "other jobs: " + ", ".join(f"{k} {v}" for k, v in o.items()),
+        f"SLURM submissions: {p.submissions} ({per_job}; plus the other jobs)",
+        f"each cell job holds {'1 GPU and ' if p.gpu else ''}{p.threads} CPU(s) "
+        f"(resources.threads); GPU-h/CPU-h are wall time x what the job holds",
+        f"cost model: {p.model.describe()}",
+        "existence of outputs only: `snakemake -n` also reruns jobs whose params or code "
+        "changed",
+    ]
+    return "\n".join(lines)
+
+
+def summary_line(p: Plan) -> str:
+    """One line: what the workflow's onstart prints."""
+    t = p.total
+    cost = (f"~{_hours(t.gpu_hours)} GPU-h, {_hours(t.cpu_hours)} CPU-h left" if p.gpu
+            else f"~{_hours(t.cpu_hours)} CPU-h left")
+    model = (f"cost model calibrated on {p.model.n_jobs} jobs, "
+             f"{100 * p.model.total_error:+.0f}% on them" if p.model.calibrated
+             else "cost model uncalibrated")
+    return (f"shiftcurv plan: {t.done}/{t.cells} cells done, {t.remaining} to run "
+            f"({sum(t.jobs.values())} cell jobs, {p.submissions} SLURM submissions); "
+            f"{cost} ({model})")
