@@ -1,18 +1,16 @@
 """Bad configs are rejected before any job starts, one line per problem naming the key; config
 values never reach a shell unquoted, and shell metacharacters are rejected outright."""
 
-import atexit
 import copy
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import no_slurm_probe_dir
 
 from shiftcurv import ShiftcurvError
 from shiftcurv.sweep import normalise_numbers, semantic_problems, validate
@@ -20,15 +18,6 @@ from shiftcurv.sweep import normalise_numbers, semantic_problems, validate
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _without_slurm_probe() -> str:
-    """A PATH entry whose `scontrol` fails at once. Snakemake's SLURM executor plugin runs
-    `scontrol show config` whenever Snakemake loads its plugins (every start); on a machine
-    with SLURM's client but no reachable controller that blocks ~10 s. These runs are local."""
-    d = Path(tempfile.mkdtemp(prefix="shiftcurv-no-slurm-"))
-    atexit.register(shutil.rmtree, d, ignore_errors=True)
-    (d / "scontrol").write_text("#!/bin/sh\nexit 1\n")
-    (d / "scontrol").chmod(0o755)
-    return str(d)
 BASE = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
 DELETE = object()
 PWNED = "touch PWNED"
@@ -154,7 +143,7 @@ def test_real_snakemake_refuses_to_start(tmp_path, name):
     """A real (not dry) run: it stops at parse time, before any job, and nothing is executed."""
     changes, key = next((c, k) for n, c, k in BAD if n == name)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(patched(changes)))
-    env = dict(os.environ, PATH=f"{_without_slurm_probe()}:{Path(sys.executable).parent}:"
+    env = dict(os.environ, PATH=f"{no_slurm_probe_dir()}:{Path(sys.executable).parent}:"
                                 f"{os.environ['PATH']}")
     out = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),

@@ -5,7 +5,6 @@ signalled with SIGTERM; the reference for "bit-identical" is an uninterrupted ru
 step with the same settings and thread count (1).
 """
 
-import atexit
 import json
 import os
 import shlex
@@ -13,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import no_slurm_probe_dir
 from safetensors.torch import load_file
 
 from shiftcurv import sweep as sw
@@ -30,19 +29,10 @@ from shiftcurv.signals import EXIT_INTERRUPTED
 from shiftcurv.status import incomplete_outputs
 
 REPO = Path(__file__).resolve().parents[1]
-def _without_slurm_probe() -> str:
-    """A PATH entry whose `scontrol` fails at once. Snakemake's SLURM executor plugin runs
-    `scontrol show config` whenever Snakemake loads its plugins (every start); on a machine
-    with SLURM's client but no reachable controller that blocks ~10 s. These runs are local."""
-    d = Path(tempfile.mkdtemp(prefix="shiftcurv-no-slurm-"))
-    atexit.register(shutil.rmtree, d, ignore_errors=True)
-    (d / "scontrol").write_text("#!/bin/sh\nexit 1\n")
-    (d / "scontrol").chmod(0o755)
-    return str(d)
 
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1",
-           PATH=f"{_without_slurm_probe()}:{Path(sys.executable).parent}:{os.environ['PATH']}")
+           PATH=f"{no_slurm_probe_dir()}:{Path(sys.executable).parent}:{os.environ['PATH']}")
 ARCH = {"type": "mlp", "widths": [16]}
 # 64 steps per epoch, 60 epochs: a few hundredths of a second per epoch, long enough to be caught
 TRAIN = {"arch": ARCH, "temperature": 1e-3, "batch_size": 32, "seed": 0, "epochs_ref": 60,

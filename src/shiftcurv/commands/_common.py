@@ -44,6 +44,25 @@ def require(settings: dict, *keys: str) -> None:
         raise ShiftcurvError(f"--settings lacks {', '.join(missing)}")
 
 
+def add_config_arguments(p) -> None:
+    """--config FILE or --config-json TEXT (what Snakemake passes), one of them required."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="the sweep config (YAML)")
+    src.add_argument("--config-json", help="the resolved config as JSON (what Snakemake passes)")
+
+
+def load_config_arguments(args) -> dict:
+    """The validated sweep config from --config or --config-json."""
+    from shiftcurv.sweep import load_config, normalise_numbers, validate
+
+    if args.config:
+        return load_config(args.config)
+    try:
+        return validate(normalise_numbers(json.loads(args.config_json)))
+    except json.JSONDecodeError as e:
+        raise ShiftcurvError(f"--config-json is not valid JSON: {e}") from None
+
+
 def add_threads_argument(p) -> None:
     p.add_argument("--threads", type=int, default=int(os.environ.get("SHIFTCURV_THREADS", 1)),
                    help="torch CPU threads (default 1; results are bit-identical only for the "

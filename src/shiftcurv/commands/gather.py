@@ -9,20 +9,22 @@ Example:  shiftcurv gather --config config.yaml --out results/sweep.nc --partial
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from shiftcurv import ShiftcurvError
-from shiftcurv.commands._common import git_revision, log
+from shiftcurv.commands._common import (
+    add_config_arguments,
+    git_revision,
+    load_config_arguments,
+    log,
+)
 
 HELP = "gather all cells into results/sweep.nc"
 
 
 def add_arguments(p):
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="the sweep config (YAML)")
-    src.add_argument("--config-json", help="the resolved config as JSON (what Snakemake passes)")
+    add_config_arguments(p)
     p.add_argument("--out", default="results/sweep.nc", help="netCDF output (default %(default)s)")
     p.add_argument("--status-tsv", help="also write a per-cell status table here")
     p.add_argument("--partial", action="store_true",
@@ -50,15 +52,9 @@ def run(args) -> int:
 
     from shiftcurv.gather import build_dataset, write_netcdf
     from shiftcurv.io import atomic_path
-    from shiftcurv.sweep import cells, load_config, normalise_numbers, validate
+    from shiftcurv.sweep import cells
 
-    if args.config:
-        config = load_config(args.config)
-    else:
-        try:
-            config = validate(normalise_numbers(json.loads(args.config_json)))
-        except json.JSONDecodeError as e:
-            raise ShiftcurvError(f"--config-json is not valid JSON: {e}") from None
+    config = load_config_arguments(args)
     sweep_cells = cells(config)
     records = read_records(sweep_cells, args.partial)
     ds = build_dataset(config, records, yaml.safe_dump(config, sort_keys=False), git_revision())

@@ -14,19 +14,17 @@ Example:  shiftcurv status --config config.yaml --problems
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 
 from shiftcurv import ShiftcurvError
+from shiftcurv.commands._common import add_config_arguments, load_config_arguments
 
 HELP = "per-cell status of the sweep (done/running/failed/diverged/missing)"
 
 
 def add_arguments(p):
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="the sweep config (YAML)")
-    src.add_argument("--config-json", help="the resolved config as JSON")
+    add_config_arguments(p)
     p.add_argument("-d", "--directory", default=".",
                    help="the workflow directory holding results/ (default: .)")
     p.add_argument("--problems", action="store_true",
@@ -45,17 +43,11 @@ def add_arguments(p):
 
 def run(args) -> int:
     from shiftcurv.status import STATUSES, set_aside, summary, sweep_status
-    from shiftcurv.sweep import cells, load_config, normalise_numbers, validate
+    from shiftcurv.sweep import cells
 
     if args.set_aside and not args.check:
         raise ShiftcurvError("--set-aside needs --check")
-    if args.config:
-        config = load_config(args.config)
-    else:
-        try:
-            config = validate(normalise_numbers(json.loads(args.config_json)))
-        except json.JSONDecodeError as e:
-            raise ShiftcurvError(f"--config-json is not valid JSON: {e}") from None
+    config = load_config_arguments(args)
     only = None
     if args.only:
         only = {s.strip() for s in args.only.split(",") if s.strip()}
