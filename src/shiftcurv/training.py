@@ -116,21 +116,21 @@ class SGDModule(pl.LightningModule):
         n_steps = steps_per_epoch(len(self.y), s.batch_size)
         perm = epoch_permutation(s.seed, epoch, len(self.y)).to(self.device)
         batches = perm[: n_steps * s.batch_size].view(n_steps, s.batch_size)
-        # bookkeeping stays on the device (no per-step sync): one loss and the predictions per step
-        losses = torch.empty(n_steps, device=self.device)
-        preds = torch.empty(n_steps, s.batch_size, dtype=torch.long, device=self.device)
+        # bookkeeping without a tensor op per step: keep the detached losses and logits (no graph)
+        # and reduce them once per epoch, on the device (no per-step sync)
+        losses, logits = [], []
         model, x, y, cross_entropy = self.model, self.x, self.y, F.cross_entropy
         model.train()
-        for i, idx in enumerate(batches):
+        for idx in batches:
             out = model(x[idx])
             loss = cross_entropy(out, y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses[i] = loss.detach()
-            torch.argmax(out.detach(), 1, out=preds[i])
-        loss_sum = losses.sum()
-        correct = (preds == y[batches]).sum()
+            losses.append(loss.detach())
+            logits.append(out.detach())
+        loss_sum = torch.stack(losses).sum()
+        correct = (torch.stack(logits).argmax(-1) == y[batches]).sum()
         mean_loss = float(loss_sum) / n_steps
         acc = int(correct) / (n_steps * s.batch_size)
         dt = time.perf_counter() - t0
