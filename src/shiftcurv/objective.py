@@ -25,7 +25,7 @@ class Objective:
     """U_α(θ) of `model` on (x, y); θ is a flat vector in the order of `model.parameters()`."""
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, l2: float = 0.0,
-                 chunk_size: int = 4096, dtype: torch.dtype | None = None):
+                 chunk_size: int = 2048, dtype: torch.dtype | None = None):
         model = copy.deepcopy(model)
         if dtype is not None:
             model = model.to(dtype)
