@@ -44,8 +44,14 @@ def test_l2_is_alpha_over_two_norm_squared(teacher):
 
 
 def test_batch_norm_is_evaluated_in_eval_mode(teacher):
-    x, y = teacher.tensors("train")
-    obj = Objective(tiny_mlp(teacher, batch_norm=True), x, y, dtype=torch.float64)
-    theta = obj.theta_of()
-    assert obj.value_and_grad(theta)[0] == obj.value_and_grad(theta)[0]
+    x, y = teacher.tensors("train", dtype=torch.float64)
+    model = tiny_mlp(teacher, batch_norm=True).double()
+    with torch.no_grad():  # running statistics away from the batch's, so the modes differ
+        model(x[:32] * 3 + 1)
+    obj = Objective(model, x, y, dtype=torch.float64)
+    value = obj.value_and_grad(obj.theta_of())[0]
+    eval_loss = float(torch.nn.functional.cross_entropy(model.eval()(x), y))
+    train_loss = float(torch.nn.functional.cross_entropy(model.train()(x), y))
+    assert value == pytest.approx(eval_loss, rel=1e-12)
+    assert abs(value - train_loss) > 1e-3
     assert not obj.model.training

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp
 
 from shiftcurv import ShiftcurvError
+from shiftcurv.measure_options import DEFAULT_OPTIONS, MEASURES
 
 BACKENDS = ("kept-graph", "double-backward", "forward-over-reverse", "reverse-over-forward")
 
@@ -545,24 +546,6 @@ def alpha_scale(model_or_theta, layer_pair: Sequence, alpha: float, *, objective
 
 
 # -- the measure step -----------------------------------------------------------------------------
-MEASURES = ("lambda_max", "lambda_min", "hessian_trace", "eps_sharpness", "nonuniformity",
-            "grad_noise_trace", "grad_coherence")
-
-DEFAULT_OPTIONS = {
-    "backend": "auto",          # HVP backend (see HessianOperator)
-    "dtype": None,              # compute dtype for curvature: None = the objective's
-    "graph_memory": 2 * 2**30,  # bytes allowed for the kept first-order graph
-    "eig_tol": None,            # Lanczos tolerance: None = 1e-8 (f64) / 1e-5 (f32)
-    "eig_max_iter": 200,
-    "trace_method": "hutch++",  # or "hutchinson"
-    "trace_matvecs": 99,        # HVPs for the trace estimate
-    "eps": (1e-3, 5e-4),        # ε of Keskar's ε-sharpness
-    "eps_maxiter": 100,         # L-BFGS-B iterations per ε
-    "nonuniformity_samples": 256,
-    "nonuniformity_tol": 1e-6,
-    "noise_samples": None,      # per-sample gradients over all samples (None) or a subsample
-    "coherence_pairs": 32,
-}
 
 
 def _flag(b: bool) -> float:

@@ -61,6 +61,18 @@ def _log(history: dict, tau: float, value: float, gnorm: float) -> None:
     history["grad_norm"].append(gnorm)
 
 
+def _stop_reason(value: float, gnorm: float, gtol: float, tau: float,
+                 tau_max: float | None) -> str | None:
+    """Why a descent should stop here (checked in this order), or None to go on."""
+    if not (math.isfinite(value) and math.isfinite(gnorm)):
+        return "diverged"
+    if gnorm <= gtol:
+        return "gtol"
+    if tau_max is not None and tau >= tau_max * (1 - 1e-12):
+        return "tau"
+    return None
+
+
 def top_curvature(objective: Objective, theta: torch.Tensor, v0: torch.Tensor | None = None,
                   iters: int = 30, rtol: float = 1e-2) -> tuple[float, torch.Tensor, int]:
     """λ_max of ∇²U_α(θ) by Lanczos (warm-started from v0), to relative accuracy ~rtol: the step
@@ -96,14 +108,9 @@ def gradient_flow(objective: Objective, theta0: torch.Tensor, *, tau_max: float 
     slack = 8 * torch.finfo(theta.dtype).eps
     tau, steps, since_refresh, reason, rejected, shrink = 0.0, 0, 0, "max_steps", 0, 1.0
     while True:
-        if not (math.isfinite(value) and math.isfinite(gnorm)):
-            reason = "diverged"
-            break
-        if gnorm <= gtol:
-            reason = "gtol"
-            break
-        if tau >= tau_max * (1 - 1e-12):
-            reason = "tau"
+        stop = _stop_reason(value, gnorm, gtol, tau, tau_max)
+        if stop is not None:
+            reason = stop
             break
         if steps >= max_steps:
             break
@@ -179,14 +186,9 @@ def paper_descent(objective: Objective, theta0: torch.Tensor, *, lr: float = 1e-
             grad_evals += 1
             _log(history, tau, value, gnorm)
             progress(f"paper: epoch {epoch}  tau {tau:.4g}  U {value:.6g}  |g| {gnorm:.3e}")
-            if not (math.isfinite(value) and math.isfinite(gnorm)):
-                reason = "diverged"
-                break
-            if gnorm <= gtol:
-                reason = "gtol"
-                break
-            if done:
-                reason = "tau"
+            stop = _stop_reason(value, gnorm, gtol, tau, tau_max)
+            if stop is not None:
+                reason = stop
                 break
     return FlowResult(theta, "paper", tau, steps, grad_evals, 0, gnorm, value, reason,
                       time.perf_counter() - t0, history)

@@ -20,12 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+DEFAULT_CHUNK = 2048  # samples per chunk (measured on CPU: 1024-4096 within 16 %, 2048 best)
+
 
 class Objective:
     """U_α(θ) of `model` on (x, y); θ is a flat vector in the order of `model.parameters()`."""
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, l2: float = 0.0,
-                 chunk_size: int = 2048, dtype: torch.dtype | None = None):
+                 chunk_size: int | None = None, dtype: torch.dtype | None = None):
         model = copy.deepcopy(model)
         if dtype is not None:
             model = model.to(dtype)
@@ -35,7 +37,7 @@ class Objective:
         self.x = x.to(device=self.device, dtype=self.dtype)
         self.y = y.to(self.device)
         self.l2 = float(l2)
-        self.chunk_size = int(chunk_size)
+        self.chunk_size = int(chunk_size or DEFAULT_CHUNK)
         self.names = [n for n, _ in model.named_parameters()]
         self.shapes = [p.shape for _, p in model.named_parameters()]
         self.numels = [p.numel() for _, p in model.named_parameters()]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shiftcurv import ShiftcurvError
+from shiftcurv.measure_options import DEFAULT_OPTIONS
 
 RESULTS = "results"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # safe in paths and shell words
@@ -210,27 +211,12 @@ def semantic_problems(config: dict) -> list[str]:
                    f"train.max_epochs {tr['max_epochs']}: no checkpoint would ever be written "
                    f"(0 switches them off)")
     options = config["measure"]["hessian"]["options"]
-    known = measure_option_names() if options else []
+    known = list(DEFAULT_OPTIONS)
     for key in options:  # here, not hours later when the measure step starts
         if key not in known:
             out.append(f"measure.hessian.options.{key}: unknown option "
                        f"(known: {', '.join(known)})")
     return out
-
-
-def measure_option_names() -> list[str]:
-    """The keys of `shiftcurv.curvature.DEFAULT_OPTIONS`, read from its source so that the
-    Snakefile's parse never imports torch."""
-    import ast
-
-    tree = ast.parse((Path(__file__).resolve().parent / "curvature.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and any(
-                getattr(t, "id", None) == "DEFAULT_OPTIONS" for t in node.targets):
-            return [k.value for k in node.value.keys if isinstance(k, ast.Constant)]
-    from shiftcurv.curvature import DEFAULT_OPTIONS  # the source changed shape: ask the module
-
-    return list(DEFAULT_OPTIONS)
 
 
 # characters that mean something to a shell; config strings are names, enums and options, so

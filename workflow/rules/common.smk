@@ -46,15 +46,9 @@ def cell_files(name):
 def settings_param(step, **extra):
     """Params carry only this cell's resolved settings (Snakemake reruns a job whose params
     change, so adding a temperature never touches the other cells)."""
-    make = {"train": sw.train_settings, "measure": sw.measure_settings}.get(step)
-
-    def params(wildcards):
-        cell = cell_of(wildcards)
-        if step == "minimize":
-            return sw.as_json(sw.minimize_settings(config, cell, extra["split"]))
-        return sw.as_json(make(config, cell))
-
-    return params
+    make = {"train": sw.train_settings, "minimize": sw.minimize_settings,
+            "measure": sw.measure_settings}[step]
+    return lambda wildcards: sw.as_json(make(config, cell_of(wildcards), **extra))
 
 
 # -- cluster resources (profiles/slurm) --------------------------------------------------------

@@ -85,7 +85,7 @@ def run(args) -> int:
         state, _ = load_state(path, what=f"theta_{split}")
         model = build_model(s["arch"], ds, state, dtype=dtype)
         x, y = ds.tensors(split)
-        objectives[split] = Objective(model, x, y, l2=0.0, chunk_size=s.get("chunk_size", 2048),
+        objectives[split] = Objective(model, x, y, l2=0.0, chunk_size=s.get("chunk_size"),
                                       dtype=dtype)
         thetas[split] = objectives[split].theta_of()
     theta_tr, theta_test = thetas["train"], thetas["test"]
@@ -131,7 +131,7 @@ def hessian_measures(hessian: dict, objectives: dict, thetas: dict, args, ds, s:
             state, _ = load_state(args.theta_sgd, what="SGD weights")
             x, y = ds.tensors("train")
             obj = Objective(build_model(s["arch"], ds, state, dtype=dtype), x, y,
-                            chunk_size=s.get("chunk_size", 2048), dtype=dtype)
+                            chunk_size=s.get("chunk_size"), dtype=dtype)
             theta = obj.theta_of()
         elif point in ("train", "test"):
             obj, theta = objectives[point], thetas[point]

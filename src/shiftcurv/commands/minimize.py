@@ -70,7 +70,7 @@ def run(args) -> int:
         write_json(args.out_record, record)
         return 0
     x, y = ds.tensors(s["split"])
-    obj = Objective(model, x, y, l2=s.get("l2", 0.0), chunk_size=s.get("chunk_size", 2048),
+    obj = Objective(model, x, y, l2=s.get("l2", 0.0), chunk_size=s.get("chunk_size"),
                     dtype=dtype_of(s.get("dtype", "float64")))
     names = FLOW_OPTIONS if method == "flow" else PAPER_OPTIONS
     options = {k: s[k] for k in names if k in s}
