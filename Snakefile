@@ -28,6 +28,7 @@ include: "workflow/rules/measure.smk"
 include: "workflow/rules/gather.smk"
 include: "workflow/rules/plots.smk"
 include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/fig5.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -37,6 +38,8 @@ report: "workflow/report/workflow.rst"
 localrules:
     gather,
     plots,
+    fig5_gather,
+    fig5_plots,
 
 
 rule all:
@@ -45,8 +48,11 @@ rule all:
         FIGURES,
         SYNTHETIC_NC,
         SYNTHETIC_FIGURES,
+        FIG5_NC,
+        FIG5_FIGURES,
     default_target: True
 
 
 onstart:
+    check_data_sources()
     print_plan_summary()

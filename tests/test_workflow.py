@@ -90,10 +90,42 @@ def test_figures_are_real_pngs(sweep):
     figures = sorted((sweep / "results/figures").glob("*.png"))
     assert [f.name for f in figures] == ["fig1_gaussian-teacher_mlp.png",
                                          "fig23_gaussian-teacher_mlp.png",
+                                         "fig5.png", "fig5_bn.png",
                                          "measures_gaussian-teacher_mlp.png",
                                          "synthetic_checks.png", "synthetic_fig4_left.png"]
     for f in figures:
         assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f.stat().st_size > 20_000
+
+
+def test_fig5_two_stage_runs_are_gathered(sweep):
+    """Stage 1 once per seed; stage 2 per (lr, B, seed) from that seed's stage-1 weights."""
+    import hashlib
+    import json
+
+    import xarray as xr
+
+    ds = xr.open_dataset(sweep / "results/fig5.nc", engine="netcdf4")
+    assert dict(ds.sizes) == {"seed": 2, "lr": 2, "batch_size": 2}
+    assert np.allclose(ds["temperature"].values, [[0.016 / 16, 0.016 / 32],
+                                                  [0.032 / 16, 0.032 / 32]])
+    for name in ("final_train_loss", "final_eval_train_loss", "final_test_loss",
+                 "first_train_loss", "stage1_train_loss", "stage1_test_loss"):
+        assert np.isfinite(ds[name].values).all() and ds[name].attrs["long_name"], name
+    assert (ds["stage2_status"].values == "ok").all()
+    root = sweep / "results/fig5/gaussian-teacher/mlp-bn"
+    for seed in (0, 1):
+        sha = hashlib.sha256((root / f"stage1/seed~{seed}/theta.safetensors").read_bytes())
+        for run in root.glob(f"stage2/*/*/seed~{seed}/train.json"):
+            rec = json.loads(run.read_text())
+            assert rec["init_sha256"] == sha.hexdigest()
+            assert rec["epochs"] == 4 and len(rec["history"]["eval_test_loss"]) == 4
+            assert rec["final_test_loss"] == np.median(rec["history"]["eval_test_loss"][-2:])
+    stage1 = json.loads((root / "stage1/seed~0/train.json").read_text())
+    assert stage1["settings"]["momentum"] == 0.9 and stage1["epochs"] == 6
+    summary = json.loads((sweep / "results/fig5_summary.json").read_text())
+    assert summary == json.loads(ds.attrs["summary"])
+    assert summary["collapse_test"]["groups_T"] == 1  # T = 1e-3 is run at B = 16 and 32
+    assert summary["collapse_test"]["cells"] == 4
 
 
 def test_synthetic_basins_are_part_of_the_sweep(sweep):

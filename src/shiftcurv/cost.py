@@ -342,7 +342,11 @@ def plan(config: dict, root: str = ".", group_components: int = 1) -> Plan:
         for rule in CELL_RULES:
             total.jobs[rule] += row.jobs[rule]
     total.submissions = math.ceil(total.remaining / k)
-    data = [d for d in config["datasets"]
+    from shiftcurv import fig5
+
+    datasets = [*config["datasets"], *(fig5.catalog(config, "datasets") if fig5.section(config)
+                                       else [])]
+    data = [d for d in dict.fromkeys(datasets)
             if not os.path.exists(os.path.join(root, sw.DATA_FILE.format(dataset=d)))]
     gather = int(total.remaining > 0 or not os.path.exists(os.path.join(root, "results",
                                                                          "sweep.nc")))
@@ -351,9 +355,27 @@ def plan(config: dict, root: str = ".", group_components: int = 1) -> Plan:
     plots = int(gather or not all(os.path.exists(os.path.join(root, f))
                                   for f in figure_names(config)))
     synthetic = int(not os.path.exists(os.path.join(root, "results", "synthetic.nc")))
-    other = {"prepare_data": len(data), "gather": gather, "plots": plots, "synthetic": synthetic}
+    other = {"prepare_data": len(data), "gather": gather, "plots": plots, "synthetic": synthetic,
+             **fig5_jobs_left(config, root)}
     return Plan(list(rows.values()), total, other, total.submissions + sum(other.values()),
                 k, gpu, threads, model)
+
+
+def fig5_jobs_left(config: dict, root: str) -> dict[str, int]:
+    """Fig. 5 runs without a record, per rule (each its own submission; not in the cost model:
+    their epochs are fixed by the config, not by T)."""
+    from shiftcurv import fig5
+
+    if fig5.section(config) is None:
+        return {}
+    left = {"fig5_stage1": 0, "fig5_stage2": 0, "fig5_shift": 0}
+    for path in fig5.record_files(config):
+        if not os.path.exists(os.path.join(root, path)):
+            left["fig5_" + path.split("/")[4]] += 1
+    stale = sum(left.values()) > 0 or not os.path.exists(os.path.join(root, fig5.NC))
+    return {**left, "fig5_gather": int(stale),
+            "fig5_plots": int(stale or not all(os.path.exists(os.path.join(root, f))
+                                               for f in fig5.figure_files(config)))}
 
 
 def _hours(h: float) -> str:

@@ -82,9 +82,43 @@ def _gaussian_teacher(seed: int = 0, n_train: int = 512, n_test: int = 256, dim:
                          "label_noise": label_noise})
 
 
+def _cifar10(root: str = "", train_samples: int = 50000, test_samples: int = 10000, seed: int = 0,
+             normalise: bool = True) -> Dataset:
+    """CIFAR-10 read from the user's local copy (compute nodes are offline: never downloaded).
+    A seeded random subset of `train_samples` / `test_samples` images (the paper's
+    TRAIN_SAMPLE_COUNT; nested: a smaller count keeps a subset of a larger one's images), scaled
+    to [0, 1] and, with `normalise`, standardised per channel with the training subset's own
+    mean and std (the test set reuses them). No augmentation: the loss landscape must be fixed."""
+    from shiftcurv import cifar
+
+    if not root:
+        raise ShiftcurvError("datasets.cifar10 needs `root:` (the extracted cifar-10-batches-bin/ "
+                             "or cifar-10-batches-py/ folder, or the folder holding it); it is "
+                             "never downloaded")
+    fmt, directory, _ = cifar.find_cifar10(root)
+    x_train, y_train, x_test, y_test = cifar.read_cifar10(directory)
+    train_rng, test_rng = np.random.default_rng(seed).spawn(2)  # test subset not tied to train's
+    picked = []
+    for split, x, y, k, rng in (("train", x_train, y_train, train_samples, train_rng),
+                                ("test", x_test, y_test, test_samples, test_rng)):
+        if not 1 <= k <= len(y):
+            raise ShiftcurvError(f"datasets.cifar10: {split}_samples={k} but {directory} holds "
+                                 f"{len(y)} {split} images (ask for 1 to {len(y)})")
+        idx = np.sort(rng.permutation(len(y))[:k]) if k < len(y) else slice(None)
+        picked.append((x[idx], y[idx]))
+    (x_train, y_train), (x_test, y_test) = picked
+    mean, std = cifar.channel_stats(x_train) if normalise else ((0.0,) * 3, (1.0,) * 3)
+    meta = {"root": str(root), "format": fmt, "directory": str(directory.resolve()),
+            "train_samples": len(y_train), "test_samples": len(y_test), "seed": seed,
+            "normalise": normalise, "mean": list(mean), "std": list(std)}
+    return Dataset("cifar10", cifar.scale(x_train, mean, std), y_train,
+                   cifar.scale(x_test, mean, std), y_test, n_classes=10, meta=meta)
+
+
 BUILDERS: dict[str, Callable[..., Dataset]] = {
     "mnist1d": _mnist1d,
     "gaussian-teacher": _gaussian_teacher,
+    "cifar10": _cifar10,
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shiftcurv import ShiftcurvError
+from shiftcurv.vision import resnet10, vgg9, vgg16  # CIFAR-10 nets; torch-free at import
 
 
 def mlp(in_shape: Sequence[int], n_classes: int, widths: Sequence[int] = (100, 100),
@@ -51,7 +52,7 @@ def cnn1d(in_shape: Sequence[int], n_classes: int, channels: Sequence[int] = (16
     return nn.Sequential(*layers)
 
 
-ARCHITECTURES = {"mlp": mlp, "cnn1d": cnn1d}
+ARCHITECTURES = {"mlp": mlp, "cnn1d": cnn1d, "vgg16": vgg16, "resnet10": resnet10, "vgg9": vgg9}
 
 
 def known() -> str:

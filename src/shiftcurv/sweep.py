@@ -157,30 +157,38 @@ def semantic_problems(config: dict) -> list[str]:
     """What a schema cannot say: known names and options, positive values, budgets, duplicate
     cells, and no shell metacharacters anywhere. Runs after the schema (defaults filled in);
     one line per problem, naming the key and the value."""
-    from shiftcurv import data, models
+    from shiftcurv import data, fig5, models
 
     out = list(unsafe_strings(config))
     good_datasets = []
-    for name, opts in config["datasets"].items():
-        kind = opts.get("type", name)
-        if kind not in data.BUILDERS:
-            out.append(f"datasets.{name}: unknown dataset {kind!r} (known: {data.known()})")
-            continue
-        problems = dataset_option_problems(name, kind, opts)
-        out.extend(problems)
-        if not problems:
-            good_datasets.append(name)
-    for name, spec in config["archs"].items():
-        if spec.get("type") not in models.ARCHITECTURES:
-            out.append(f"archs.{name}.type: unknown architecture {spec.get('type')!r} "
-                       f"(known: {models.known()})")
-        else:
-            out.extend(option_problems(f"archs.{name}", models.ARCHITECTURES[spec["type"]],
-                                       spec, skip=("type", "in_shape", "n_classes")))
-    for section, names in (("datasets", config["datasets"]), ("archs", config["archs"])):
+    extra = config.get("fig5") or {}
+    for prefix, table in (("datasets", config["datasets"]),
+                          ("fig5.datasets", extra.get("datasets", {}))):
+        for name, opts in table.items():
+            kind = opts.get("type", name)
+            if kind not in data.BUILDERS:
+                out.append(f"{prefix}.{name}: unknown dataset {kind!r} (known: {data.known()})")
+                continue
+            problems = dataset_option_problems(name, kind, opts, prefix)
+            out.extend(problems)
+            if not problems and prefix == "datasets":
+                good_datasets.append(name)
+    for prefix, table in (("archs", config["archs"]), ("fig5.archs", extra.get("archs", {}))):
+        for name, spec in table.items():
+            if spec.get("type") not in models.ARCHITECTURES:
+                out.append(f"{prefix}.{name}.type: unknown architecture {spec.get('type')!r} "
+                           f"(known: {models.known()})")
+            else:
+                out.extend(option_problems(f"{prefix}.{name}", models.ARCHITECTURES[spec["type"]],
+                                           spec, skip=("type", "in_shape", "n_classes")))
+    for section, names in (("datasets", config["datasets"]), ("archs", config["archs"]),
+                           ("fig5.datasets", extra.get("datasets", {})),
+                           ("fig5.archs", extra.get("archs", {}))):
         for name in names:
             if not NAME_RE.match(str(name)):
                 out.append(f"{section}.{name}: names may hold only letters, digits, '_', '.', '-'")
+    if not out:  # the fig5 checks look names up in the tables checked above
+        out.extend(fig5.problems(config))
     out.extend(duplicate_entries(config))
     seen: dict[str, object] = {}
     for t in config["temperatures"]:
@@ -210,6 +218,12 @@ def semantic_problems(config: dict) -> list[str]:
         out.append(f"train.checkpoint_every: {tr['checkpoint_every']} is more than "
                    f"train.max_epochs {tr['max_epochs']}: no checkpoint would ever be written "
                    f"(0 switches them off)")
+    per_arch = config["minimize"]["batch_size"]
+    if isinstance(per_arch, dict):
+        for name in per_arch:
+            if name != "default" and name not in config["archs"]:
+                out.append(f"minimize.batch_size.{name}: not an arch of this sweep (known: "
+                           f"{', '.join(config['archs'])}, default)")
     options = config["measure"]["hessian"]["options"]
     known = list(DEFAULT_OPTIONS)
     for key in options:  # here, not hours later when the measure step starts
@@ -272,16 +286,18 @@ _DATASET_RANGES = {
     "seed": (0, None, True), "num_samples": (2, None, True), "train_split": (0, 1, False),
     "n_train": (1, None, True), "n_test": (1, None, True), "dim": (1, None, True),
     "n_classes": (2, None, True), "label_noise": (0, None, True),
+    "train_samples": (1, None, True), "test_samples": (1, None, True),
 }
 
 
-def dataset_option_problems(name: str, kind: str, opts: dict) -> list[str]:
+def dataset_option_problems(name: str, kind: str, opts: dict,
+                            prefix: str = "datasets") -> list[str]:
     """Unknown or out-of-range builder options, and builders whose package is missing."""
     import importlib.util
 
     from shiftcurv import data
 
-    where = f"datasets.{name}"
+    where = f"{prefix}.{name}"
     out = option_problems(where, data.BUILDERS[kind], opts, skip=("type",))
     if out:
         return out
@@ -343,12 +359,50 @@ def dataset_train_size(opts: dict) -> int | None:
         return int(opts.get("num_samples", 5000) * opts.get("train_split", 0.8))
     if opts["type"] == "gaussian-teacher":
         return int(opts.get("n_train", 512))
+    if opts["type"] == "cifar10":
+        return int(opts.get("train_samples", 50000))
     return None
+
+
+def dataset_test_size(opts: dict) -> int | None:
+    """Test-set size implied by a dataset's options (None when unknown before building)."""
+    if opts["type"] == "mnist1d":
+        n = opts.get("num_samples", 5000)
+        return n - int(n * opts.get("train_split", 0.8))
+    if opts["type"] == "gaussian-teacher":
+        return int(opts.get("n_test", 256))
+    if opts["type"] == "cifar10":
+        return int(opts.get("test_samples", 10000))
+    return None
+
+
+def data_source_problems(config: dict) -> list[str]:
+    """Whether the local files a dataset reads (CIFAR-10's `root:`) are there and look right,
+    one line each. Not part of semantic_problems: a dry run must work without the data, so the
+    caller decides when. Cheap (names and sizes, no unpickling); relative roots are relative to
+    the current directory."""
+    from shiftcurv import cifar
+
+    out = []
+    tables = (("datasets", config["datasets"]),
+              ("fig5.datasets", (config.get("fig5") or {}).get("datasets", {})))
+    for prefix, name, opts in ((p, n, o) for p, t in tables for n, o in t.items()):
+        if opts.get("type", name) != "cifar10":
+            continue
+        where, root = f"{prefix}.{name}.root", opts.get("root", "")
+        if not isinstance(root, str) or not root:
+            out.append(f"{where}: missing: give the folder holding CIFAR-10 (the extracted "
+                       f"cifar-10-batches-bin/ or cifar-10-batches-py/, or its parent)")
+            continue
+        out.extend(f"{where}: {p}" for p in cifar.source_problems(root))
+    return out
 
 
 # -- per-step settings: only the cell's own resolved values (Snakemake's params rerun trigger) ----
 def dataset_settings(config: dict, dataset: str) -> dict:
-    opts = dict(config["datasets"][dataset])
+    from shiftcurv.fig5 import catalog
+
+    opts = dict(catalog(config, "datasets")[dataset])
     return {"name": opts.pop("type", dataset), "options": opts}
 
 
@@ -367,14 +421,24 @@ def train_settings(config: dict, cell: Cell) -> dict:
     }
 
 
+def _device(config: dict) -> dict:
+    """Minimum finding and measures compute where training does; stated only when not the CPU,
+    so that CPU sweeps keep the params (and so the finished jobs) they had."""
+    device = config["train"]["device"]
+    return {} if device == "cpu" else {"device": device}
+
+
 def minimize_settings(config: dict, cell: Cell, split: str) -> dict:
     mn = dict(config["minimize"])
-    return {"arch": config["archs"][cell.arch], "split": split, "l2": config["train"]["l2"], **mn}
+    if isinstance(mn["batch_size"], dict):  # per architecture (paper: 5000 VGG, 10000 ResNet)
+        mn["batch_size"] = mn["batch_size"].get(cell.arch, mn["batch_size"].get("default", 5000))
+    return {"arch": config["archs"][cell.arch], "split": split, "l2": config["train"]["l2"],
+            **mn, **_device(config)}
 
 
 def measure_settings(config: dict, cell: Cell) -> dict:
     return {"arch": config["archs"][cell.arch], "l2": config["train"]["l2"], "seed": cell.seed,
-            **config["measure"]}
+            **config["measure"], **_device(config)}
 
 
 def as_json(settings: dict) -> str:

@@ -50,6 +50,13 @@ class TrainSettings:
     max_epochs: int = 400
     checkpoint_every: int = 10
     device: str = "cpu"
+    # the paper's Fig. 5 protocol (Li et al.'s training script); the defaults are the plain SGD
+    # of the temperature sweep
+    momentum: float = 0.0
+    lr_milestones: tuple[float, ...] = ()  # fractions of the epochs where lr is x lr_decay
+    lr_decay: float = 0.1
+    epochs_fixed: int = 0  # > 0: exactly this many epochs instead of the E·T budget
+    eval_every: int = 0  # > 0: eval-mode loss on the full train and test sets every k epochs
 
     @property
     def lr(self) -> float:
@@ -57,8 +64,15 @@ class TrainSettings:
 
     @property
     def epochs(self) -> int:
+        if self.epochs_fixed > 0:
+            return int(self.epochs_fixed)
         return epoch_budget(self.temperature, self.epochs_ref, self.temperature_ref,
                             self.max_epochs)
+
+    def lr_at(self, epoch: int) -> float:
+        """Step schedule: η·decay^k after the k-th milestone (epoch index ≥ round(m·E))."""
+        drops = sum(epoch >= round(m * self.epochs) for m in self.lr_milestones)
+        return self.lr * self.lr_decay ** drops
 
 
 @dataclass
@@ -71,6 +85,10 @@ class TrainState:
     status: str = "running"
     wall_seconds: float = 0.0
     interrupted: str | None = None  # the stop signal that ended this fit early (not saved)
+    momentum_buffers: list | None = None  # SGD momentum state, one tensor per parameter
+
+
+EVAL_CHUNK = 2048  # samples per forward pass in `evaluate`
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -83,10 +101,11 @@ class SGDModule(pl.LightningModule):
 
     def __init__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                  settings: TrainSettings, state: TrainState, checkpoint=None, progress=None,
-                 stop=None):
+                 stop=None, eval_data=None):
         super().__init__()
         self.model = model
         self.x_cpu, self.y_cpu = x, y
+        self.eval_cpu = eval_data  # (x_test, y_test) for eval_every
         self.settings = settings
         self.state = state
         self.checkpoint = checkpoint  # callable(module) at checkpoint epochs
@@ -101,18 +120,52 @@ class SGDModule(pl.LightningModule):
             self.checkpointed_epoch = self.state.epoch
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.model.parameters(), lr=self.settings.lr, momentum=0.0,
-                               weight_decay=self.settings.l2)
+        s = self.settings
+        opt = torch.optim.SGD(self.model.parameters(), lr=s.lr, momentum=s.momentum,
+                              weight_decay=s.l2)
+        if s.momentum and self.state.momentum_buffers is not None:  # resuming
+            for p, buf in zip(self.model.parameters(), self.state.momentum_buffers, strict=True):
+                opt.state[p]["momentum_buffer"] = buf.to(p.device, p.dtype).clone()
+        return opt
+
+    def momentum_buffers(self) -> list | None:
+        """The optimizer's momentum state (what a checkpoint must hold to resume exactly)."""
+        if not self.settings.momentum or self._trainer is None:
+            return None
+        opt = self.optimizers().optimizer
+        bufs = [opt.state.get(p, {}).get("momentum_buffer") for p in self.model.parameters()]
+        return None if any(b is None for b in bufs) else [b.detach().to("cpu", copy=True)
+                                                          for b in bufs]
 
     def on_fit_start(self) -> None:
         self.x = self.x_cpu.to(self.device)
         self.y = self.y_cpu.to(self.device)
+        if self.eval_cpu is not None:
+            self.x_eval, self.y_eval = (t.to(self.device) for t in self.eval_cpu)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Eval-mode (BN running statistics) mean loss and accuracy on the full train and test
+        sets, in chunks."""
+        out = {}
+        self.model.eval()
+        for split, x, y in (("train", self.x, self.y), ("test", self.x_eval, self.y_eval)):
+            loss, correct = 0.0, 0
+            for i in range(0, len(y), EVAL_CHUNK):
+                logits = self.model(x[i:i + EVAL_CHUNK])
+                loss += float(F.cross_entropy(logits, y[i:i + EVAL_CHUNK], reduction="sum"))
+                correct += int((logits.argmax(-1) == y[i:i + EVAL_CHUNK]).sum())
+            out[f"eval_{split}_loss"], out[f"eval_{split}_acc"] = loss / len(y), correct / len(y)
+        self.model.train()
+        return out
 
     def training_step(self, batch, batch_idx):
         s, st = self.settings, self.state
         epoch = st.epoch  # 0-based index of the epoch about to run
         t0 = time.perf_counter()
         opt = self.optimizers().optimizer  # the raw torch optimizer: no per-step wrapper cost
+        for group in opt.param_groups:
+            group["lr"] = s.lr_at(epoch)
         n_steps = steps_per_epoch(len(self.y), s.batch_size)
         perm = epoch_permutation(s.seed, epoch, len(self.y)).to(self.device)
         batches = perm[: n_steps * s.batch_size].view(n_steps, s.batch_size)
@@ -141,6 +194,11 @@ class SGDModule(pl.LightningModule):
         h["loss"].append(mean_loss)
         h["accuracy"].append(acc)
         h["seconds"].append(dt)
+        if s.eval_every > 0 and self.eval_cpu is not None and (
+                st.epoch % s.eval_every == 0 or st.epoch >= s.epochs):
+            h.setdefault("eval_epoch", []).append(st.epoch)
+            for k, v in self.evaluate().items():
+                h.setdefault(k, []).append(v)
         finite = math.isfinite(mean_loss) and all(
             bool(torch.isfinite(p).all()) for p in self.model.parameters())
         if not finite:
@@ -197,11 +255,12 @@ def cluster_environment():
 
 def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
         state: TrainState | None = None, checkpoint=None, progress=None,
-        stop=None) -> TrainState:
+        stop=None, eval_data=None) -> TrainState:
     """Train `model` in place from `state` (a fresh run when None) to the epoch budget or until
     the loss is not finite. Returns the final state (status "ok" or "diverged"). With `stop`
     (a `shiftcurv.signals.StopRequest`), a stop signal ends the fit at the next epoch boundary
-    after a checkpoint: status stays "running" and `state.interrupted` names the signal."""
+    after a checkpoint: status stays "running" and `state.interrupted` names the signal.
+    `eval_data` (x_test, y_test) is evaluated with the train set every `eval_every` epochs."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     quiet_lightning()
@@ -210,7 +269,7 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Trai
     if remaining > 0 and state.status == "running" and stop is not None and stop.requested:
         state.interrupted = stop.signal  # before any work: what is on disk stays the resume point
     elif remaining > 0 and state.status == "running":
-        module = SGDModule(model, x, y, settings, state, checkpoint, progress, stop)
+        module = SGDModule(model, x, y, settings, state, checkpoint, progress, stop, eval_data)
         # an empty root dir: under SLURM, Lightning would otherwise resume from any
         # `hpc_ckpt_*.ckpt` in the working directory (a pickle, and not our state)
         root = tempfile.TemporaryDirectory(prefix="shiftcurv-lightning-")

@@ -31,6 +31,8 @@ wildcard_constraints:
     T=r"[0-9](\.[0-9]+)?e[+-][0-9]{2,3}",
     B=r"[0-9]+",
     seed=r"[0-9]+",
+    lr=r"[0-9](\.[0-9]+)?e[+-][0-9]{2,3}",
+    split=r"default|shuffle_seed~[0-9]+|sample_size~[0-9]+",
 
 
 def cell_of(wildcards):
@@ -93,3 +95,16 @@ def print_plan_summary():
             )
     except Exception as e:  # the plan is information: never stop a run for it
         print(f"shiftcurv plan: not available ({e})", file=sys.stderr)
+
+
+def check_data_sources():
+    """Local dataset files (CIFAR-10's `root:`) checked when a run starts (onstart), before any
+    job: not at parse time, so that a dry run and `shiftcurv plan` work without the data. A
+    dataset already prepared into results/data/ needs its source no more."""
+    problems = [
+        p
+        for p in sw.data_source_problems(config)
+        if not Path(DATA.format(dataset=p.split(".")[-2])).exists()
+    ]
+    if problems:
+        raise ValueError("dataset files missing or damaged:\n  " + "\n  ".join(problems))

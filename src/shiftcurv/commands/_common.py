@@ -113,9 +113,25 @@ def dtype_of(name: str):
     return {"float32": torch.float32, "float64": torch.float64}[name]
 
 
-def build_model(arch: dict, dataset, state: dict | None = None, dtype=None):
+def resolve_device(name: str | None) -> str:
+    """cpu | cuda | auto (cuda when one is visible) -> the torch device to compute on."""
+    import torch
+
+    name = name or "cpu"
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ShiftcurvError(f"device is cuda but torch {torch.__version__} sees no CUDA device "
+                             f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+    if name not in ("cpu", "cuda"):
+        raise ShiftcurvError(f"unknown device {name!r}; known: cpu, cuda, auto")
+    return name
+
+
+def build_model(arch: dict, dataset, state: dict | None = None, dtype=None, device=None):
     """The cell's network; with `state`, its weights (a state dict from a weights file), loaded
-    after casting to `dtype` so that float64 minima are not rounded through float32."""
+    after casting to `dtype` so that float64 minima are not rounded through float32; on
+    `device` (the Objective computes wherever the model is)."""
     from shiftcurv import models
 
     model = models.build(arch, dataset.in_shape, dataset.n_classes)
@@ -127,4 +143,4 @@ def build_model(arch: dict, dataset, state: dict | None = None, dtype=None):
         except RuntimeError as e:
             first = str(e).splitlines()[0]
             raise ShiftcurvError(f"weights do not fit architecture {arch}: {first}") from None
-    return model
+    return model if device is None else model.to(device)

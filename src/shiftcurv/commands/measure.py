@@ -28,6 +28,7 @@ from shiftcurv.commands._common import (
     parse_settings,
     provenance,
     require,
+    resolve_device,
     set_threads,
 )
 
@@ -80,10 +81,11 @@ def run(args) -> int:
         return 0
     ds = data.load(args.data)
     dtype = dtype_of(s.get("dtype", "float64"))
+    device = resolve_device(s.get("device"))
     thetas, objectives = {}, {}
     for split, path in (("train", args.theta_train), ("test", args.theta_test)):
         state, _ = load_state(path, what=f"theta_{split}")
-        model = build_model(s["arch"], ds, state, dtype=dtype)
+        model = build_model(s["arch"], ds, state, dtype=dtype, device=device)
         x, y = ds.tensors(split)
         objectives[split] = Objective(model, x, y, l2=0.0, chunk_size=s.get("chunk_size"),
                                       dtype=dtype)
@@ -130,7 +132,8 @@ def hessian_measures(hessian: dict, objectives: dict, thetas: dict, args, ds, s:
                 raise ShiftcurvError("hessian point 'sgd' needs --theta-sgd")
             state, _ = load_state(args.theta_sgd, what="SGD weights")
             x, y = ds.tensors("train")
-            obj = Objective(build_model(s["arch"], ds, state, dtype=dtype), x, y,
+            obj = Objective(build_model(s["arch"], ds, state, dtype=dtype,
+                                        device=resolve_device(s.get("device"))), x, y,
                             chunk_size=s.get("chunk_size"), dtype=dtype)
             theta = obj.theta_of()
         elif point in ("train", "test"):

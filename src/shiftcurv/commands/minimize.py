@@ -25,6 +25,7 @@ from shiftcurv.commands._common import (
     parse_settings,
     provenance,
     require,
+    resolve_device,
     set_threads,
 )
 
@@ -61,7 +62,7 @@ def run(args) -> int:
     ds = data.load(args.data)
     upstream = read_json(args.init_record, what="SGD record")
     state, _ = load_state(args.init, what="SGD weights")
-    model = build_model(s["arch"], ds, state)
+    model = build_model(s["arch"], ds, state, device=resolve_device(s.get("device")))
     record = {"status": upstream["status"], "split": s["split"], "method": method,
               "settings": s, "provenance": provenance()}
     if upstream["status"] != "ok":

@@ -43,7 +43,12 @@ from shiftcurv.commands._common import (
 
 HELP = "train one cell with SGD at temperature T (Lightning)"
 FIELDS = ("temperature", "batch_size", "seed", "l2", "epochs_ref", "temperature_ref",
-          "max_epochs", "checkpoint_every", "device")
+          "max_epochs", "checkpoint_every", "device", "momentum", "lr_milestones", "lr_decay",
+          "epochs_fixed", "eval_every")
+# settings that shape the run besides TrainSettings: the data split (Fig. 5 shift experiments)
+# and, with --init, the starting weights (Fig. 5 stage 2)
+EXTRA = ("split", "init_sha256")
+MOMENTUM = "__momentum__."  # key prefix of the momentum buffers inside a checkpoint
 
 
 def add_arguments(p):
@@ -52,6 +57,8 @@ def add_arguments(p):
     p.add_argument("--out-weights", required=True, help="final weights (.safetensors)")
     p.add_argument("--out-record", required=True, help="the run's record (.json)")
     p.add_argument("--checkpoint", help="resume checkpoint path (default: <out-weights>.ckpt)")
+    p.add_argument("--init", help="start from these weights (e.g. a Fig. 5 stage-1 result), "
+                                  "BN running statistics included, instead of the seeded init")
     add_threads_argument(p)
 
 
@@ -59,7 +66,7 @@ def checkpoint_key(settings: dict) -> str:
     """What must match for a checkpoint to be resumed: everything that shapes the trajectory."""
     from shiftcurv.sweep import as_json, config_hash
 
-    return config_hash(json.loads(as_json({k: settings.get(k) for k in ("arch", *FIELDS)
+    return config_hash(json.loads(as_json({k: settings.get(k) for k in ("arch", *FIELDS, *EXTRA)
                                            if k != "checkpoint_every"})))
 
 
@@ -85,6 +92,7 @@ def load_checkpoint(path: Path, key: str, model, epochs: int):
                                  f" status {meta['status']!r})")
         if not all(bool(torch.isfinite(t).all()) for t in state.values()):
             raise ShiftcurvError(f"checkpoint {path} holds non-finite weights")
+        buffers = [state.pop(f"{MOMENTUM}{i}") for i in range(int(meta.get("momentum", 0)))]
         backup = {k: v.clone() for k, v in model.state_dict().items()}
         try:
             model.load_state_dict(state)
@@ -92,7 +100,8 @@ def load_checkpoint(path: Path, key: str, model, epochs: int):
             model.load_state_dict(backup)  # a partial load must not leak into a fresh start
             raise
         return TrainState(epoch=epoch, history=history, status="running",
-                          wall_seconds=float(meta["wall_seconds"]))
+                          wall_seconds=float(meta["wall_seconds"]),
+                          momentum_buffers=buffers or None)
     except (ShiftcurvError, KeyError, TypeError, RuntimeError, ValueError) as e:
         aside = path.with_name(path.name + ".bad")
         os.replace(path, aside)
@@ -123,10 +132,31 @@ def run(args) -> int:
             return EXIT_INTERRUPTED
 
 
+def file_sha256(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def final_losses(history: dict, window: int) -> dict:
+    """The paper's Fig. 5 'final loss': the median over the last `window` logged values (one per
+    epoch here), which drops the spiky outliers of constant-lr SGD."""
+    import numpy as np
+
+    out = {}
+    for key, name in (("loss", "final_train_loss"), ("eval_train_loss", "final_eval_train_loss"),
+                      ("eval_test_loss", "final_test_loss")):
+        values = history.get(key, [])[-window:]
+        if values:
+            out[name] = float(np.median(values))
+    return out
+
+
 def train(args, stop) -> int:
     import torch
 
-    from shiftcurv import data
+    from shiftcurv import data, splits
     from shiftcurv.io import save_state, write_json
     from shiftcurv.objective import Objective
     from shiftcurv.progress import Progress
@@ -135,7 +165,9 @@ def train(args, stop) -> int:
     set_threads(args.threads)
     s = parse_settings(args.settings)
     require(s, "arch", "temperature", "batch_size", "seed")
-    ds = data.load(args.data)
+    ds = splits.apply(data.load(args.data), s.get("split"))
+    if args.init:
+        s["init_sha256"] = file_sha256(args.init)  # the start point is part of the run's key
     try:
         settings = TrainSettings(**{k: s[k] for k in FIELDS if k in s})
     except TypeError as e:
@@ -146,7 +178,12 @@ def train(args, stop) -> int:
         raise ShiftcurvError(f"batch_size {settings.batch_size} exceeds the {ds.n_train} "
                              f"training samples of {args.data}")
     torch.manual_seed(settings.seed)  # the init depends on the seed only, not on T
-    model = build_model(s["arch"], ds)
+    if args.init:
+        from shiftcurv.io import load_state
+
+        model = build_model(s["arch"], ds, load_state(args.init, what="initial weights")[0])
+    else:
+        model = build_model(s["arch"], ds)
     n_params = sum(p.numel() for p in model.parameters())
     ckpt = Path(args.checkpoint or args.out_weights + ".ckpt")
     remove_stale_temporaries(ckpt, Path(args.out_weights), Path(args.out_record))
@@ -159,12 +196,17 @@ def train(args, stop) -> int:
 
     def checkpoint(module):
         st = module.state
-        save_state(ckpt, module.model.state_dict(),
+        tensors = dict(module.model.state_dict())
+        buffers = module.momentum_buffers() or []
+        tensors.update({f"{MOMENTUM}{i}": b for i, b in enumerate(buffers)})
+        save_state(ckpt, tensors,
                    {"key": key, "epoch": st.epoch, "history": st.history, "status": st.status,
-                    "wall_seconds": st.wall_seconds})
+                    "wall_seconds": st.wall_seconds, "momentum": len(buffers)})
 
     x, y = ds.tensors("train", dtype=torch.float32)
-    state = fit(model, x, y, settings, state or TrainState(), checkpoint, Progress(), stop)
+    eval_data = ds.tensors("test", dtype=torch.float32) if settings.eval_every > 0 else None
+    state = fit(model, x, y, settings, state or TrainState(), checkpoint, Progress(), stop,
+                eval_data)
     if state.interrupted is not None:
         from shiftcurv.signals import EXIT_INTERRUPTED
 
@@ -180,6 +222,9 @@ def train(args, stop) -> int:
               "epochs_planned": settings.epochs,
               "steps": state.epoch * (ds.n_train // settings.batch_size),
               "history": state.history, "wall_seconds": state.wall_seconds,
+              "n_train": ds.n_train, "n_test": ds.n_test, "split": s.get("split") or {},
+              "init": args.init, "init_sha256": s.get("init_sha256"),
+              **final_losses(state.history, int(s.get("final_window", 100))),
               "provenance": provenance()}
     for split in ("train", "test"):
         xs, ys = ds.tensors(split)

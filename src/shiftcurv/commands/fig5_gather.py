@@ -1,0 +1,67 @@
+"""Gather the Fig. 5 runs (two-stage temperature collapse, shuffle and sample-size experiments)
+into one netCDF file, results/fig5.nc (layout: docs/fig5.md), and write the numbers that test the
+paper's claims (collapse spreads, shuffled-minus-default test loss, sample-size trend) to a JSON
+summary and to the dataset's `summary` attribute.
+
+Without --partial a missing or unreadable record is an error naming the file; with --partial the
+run is NaN with status "missing".
+
+Example:  shiftcurv fig5-gather --config config.yaml --out results/fig5.nc --partial
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from shiftcurv import ShiftcurvError
+from shiftcurv.commands._common import (
+    add_config_arguments,
+    git_revision,
+    load_config_arguments,
+    log,
+)
+
+HELP = "gather the Fig. 5 runs into results/fig5.nc"
+
+
+def add_arguments(p):
+    add_config_arguments(p)
+    p.add_argument("--out", default="results/fig5.nc", help="netCDF output (%(default)s)")
+    p.add_argument("--summary", help="also write the summary numbers here (JSON)")
+    p.add_argument("--partial", action="store_true",
+                   help="gather whatever runs are done; the rest are NaN with status 'missing'")
+
+
+def run(args) -> int:
+    import yaml
+
+    from shiftcurv import fig5
+    from shiftcurv.fig5_results import build_dataset, summary
+    from shiftcurv.gather import write_netcdf
+    from shiftcurv.io import read_json, write_json
+
+    config = load_config_arguments(args)
+    if fig5.section(config) is None:
+        raise ShiftcurvError("the config has no `fig5` section: nothing to gather")
+    records = {}
+    for path in fig5.record_files(config):
+        try:
+            records[path] = read_json(path, what="Fig. 5 record")
+        except ShiftcurvError:
+            if not args.partial:
+                raise
+            records[path] = None
+    ds = build_dataset(config, records, yaml.safe_dump(config, sort_keys=False), git_revision())
+    numbers = summary(ds)
+    ds.attrs["summary"] = json.dumps(numbers, sort_keys=True)
+    write_netcdf(ds, args.out)
+    if args.summary:
+        write_json(args.summary, numbers)
+    done = sum(r is not None for r in records.values())
+    log(f"gathered {done}/{len(records)} Fig. 5 runs into {args.out}")
+    for key in ("collapse_test", "shuffle_minus_default_test"):
+        if key in numbers:
+            log(f"{key}: {json.dumps(numbers[key])}")
+    print(args.out, file=sys.stdout)
+    return 0

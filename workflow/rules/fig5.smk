@@ -1,0 +1,119 @@
+# The paper's Fig. 5 experiments (Appendix G.1; docs/fig5.md), when the config has a `fig5`
+# section: stage 1 once per seed, stage 2 per (lr, B, seed) from that seed's stage-1 weights, and
+# the shift runs per (split, trial). Each is one `shiftcurv train` job with its own settings in
+# params (a change reruns only that run); `snakemake fig5` builds only this part.
+from shiftcurv import fig5 as f5
+
+FIG5_NC = f5.NC if f5.section(config) else []
+FIG5_FIGURES = f5.figure_files(config)
+FIG5_RECORDS = f5.record_files(config)
+
+
+def fig5_stage2_cell(wildcards):
+    return f5.Stage2Cell(wildcards.lr, int(wildcards.B), int(wildcards.seed))
+
+
+rule fig5_stage1:
+    input:
+        data=DATA,
+    output:
+        weights=f"{f5.STAGE1_DIR}/{f5.WEIGHTS}",
+        record=f"{f5.STAGE1_DIR}/{f5.RECORD}",
+    params:
+        settings=lambda wc: sw.as_json(f5.stage1_settings(config, int(wc.seed))),
+    log:
+        f"{f5.STAGE1_DIR}/train.log",
+    benchmark:
+        f"{f5.STAGE1_DIR}/benchmark.tsv"
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+    conda:
+        "../envs/shiftcurv.yaml"
+    shell:
+        "exec shiftcurv train --data {input.data} --settings {params.settings:q}"
+        " --out-weights {output.weights} --out-record {output.record} --threads {threads}"
+        " > {log} 2>&1"
+
+
+rule fig5_stage2:
+    input:
+        data=DATA,
+        init=rules.fig5_stage1.output.weights,
+    output:
+        weights=f"{f5.STAGE2_DIR}/{f5.WEIGHTS}",
+        record=f"{f5.STAGE2_DIR}/{f5.RECORD}",
+    params:
+        settings=lambda wc: sw.as_json(f5.stage2_settings(config, fig5_stage2_cell(wc))),
+    log:
+        f"{f5.STAGE2_DIR}/train.log",
+    benchmark:
+        f"{f5.STAGE2_DIR}/benchmark.tsv"
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+    conda:
+        "../envs/shiftcurv.yaml"
+    shell:
+        "exec shiftcurv train --data {input.data} --init {input.init}"
+        " --settings {params.settings:q} --out-weights {output.weights}"
+        " --out-record {output.record} --threads {threads} > {log} 2>&1"
+
+
+rule fig5_shift:
+    input:
+        data=DATA,
+    output:
+        weights=f"{f5.SHIFT_DIR}/{f5.WEIGHTS}",
+        record=f"{f5.SHIFT_DIR}/{f5.RECORD}",
+    params:
+        settings=lambda wc: sw.as_json(f5.shift_settings(config, wc.split, int(wc.seed))),
+    log:
+        f"{f5.SHIFT_DIR}/train.log",
+    benchmark:
+        f"{f5.SHIFT_DIR}/benchmark.tsv"
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+    conda:
+        "../envs/shiftcurv.yaml"
+    shell:
+        "exec shiftcurv train --data {input.data} --settings {params.settings:q}"
+        " --out-weights {output.weights} --out-record {output.record} --threads {threads}"
+        " > {log} 2>&1"
+
+
+rule fig5_gather:
+    input:
+        FIG5_RECORDS,
+    output:
+        nc=f5.NC,
+        summary=report(f5.SUMMARY, category="Fig. 5"),
+    params:
+        config=sw.as_json(config),
+    log:
+        "results/logs/fig5_gather.log",
+    conda:
+        "../envs/shiftcurv.yaml"
+    shell:
+        "shiftcurv fig5-gather --config-json {params.config:q} --out {output.nc}"
+        " --summary {output.summary} > {log} 2>&1"
+
+
+rule fig5_plots:
+    input:
+        f5.NC,
+    output:
+        [report(f, category="Fig. 5") for f in FIG5_FIGURES],
+    log:
+        "results/logs/fig5_plots.log",
+    conda:
+        "../envs/shiftcurv.yaml"
+    shell:
+        "shiftcurv fig5-plot --fig5 {input} --outdir results/figures > {log} 2>&1"
+
+
+rule fig5:
+    input:
+        FIG5_NC,
+        FIG5_FIGURES,
