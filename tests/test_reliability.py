@@ -503,13 +503,17 @@ def test_status_of_10000_cells_takes_seconds(tmp_path, capsys, monkeypatch):
 def test_no_code_path_unpickles():
     """Weights are safetensors, datasets .npz without pickle, configs safe YAML: nothing in
     src/ may load a pickle (torch.load only with weights_only=True, np.load only with
-    allow_pickle=False)."""
+    allow_pickle=False). The one exception is CIFAR-10's python release, read by a restricted
+    unpickler (tests/test_cifar.py shows it refuses every other object)."""
     import re
 
     offenders = []
     for path in (REPO / "src").rglob("*.py"):
+        restricted = path.name == "cifar.py"
         for i, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#")[0]
+            if restricted and code.strip() == "import pickle":
+                continue
             bad = (re.search(r"\bimport (c?pickle|dill|joblib|shelve|marshal)\b", code)
                    or re.search(r"\b(pickle|dill|joblib)\.loads?\(", code)
                    or ("torch.load(" in code and "weights_only=True" not in code)

@@ -20,8 +20,8 @@ def snakemake(workdir, *args, config=None, check=True):
     env = dict(os.environ, PATH=f"{no_slurm_probe_dir()}:{Path(sys.executable).parent}:"
                                 f"{os.environ['PATH']}")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--profile", str(REPO / "profiles/local"), "--cores", "2",
-           "--configfile", str(config or workdir / "config.yaml"), *args]
+           "--profile", str(REPO / "profiles/local"), "--cores", "2", *args,
+           "--configfile", str(config or workdir / "config.yaml")]  # last: it takes several
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     if check and out.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}")
@@ -43,10 +43,19 @@ def write_config(path, **changes):
     return path
 
 
+# the two-stage Fig. 5 temperature experiment at tiny size (docs/fig5.md), run with the sweep
+TINY_FIG5 = {"dataset": "gaussian-teacher", "arch": "mlp-bn",
+             "archs": {"mlp-bn": {"type": "mlp", "widths": [16], "batch_norm": True}},
+             "experiments": ["temperature"], "seeds": [0, 1],
+             "stage1": {"batch_size": 64, "lr": 0.1, "epochs": 6},
+             "stage2": {"batch_sizes": [16, 32], "lrs": [0.016, 0.032], "epochs": 4,
+                        "final_window": 2}}
+
+
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     work = tmp_path_factory.mktemp("sweep")
-    write_config(work / "config.yaml")
+    write_config(work / "config.yaml", fig5=TINY_FIG5)
     snakemake(work)
     return work
 

@@ -185,9 +185,12 @@ def problems(config: dict) -> list[str]:
     spec = None if spec is None else spec | {"type": spec.get("type", f["dataset"])}
     n_train = None if spec is None else dataset_train_size(spec)
     if n_train is not None:
-        checks = [("stage1.batch_size", f["stage1"]["batch_size"], n_train)]
-        checks += [("stage2.batch_sizes", b, n_train) for b in f["stage2"]["batch_sizes"]]
-        checks.append(("shift.batch_size", f["shift"]["batch_size"], n_train))
+        checks = []
+        if "temperature" in f["experiments"]:
+            checks.append(("stage1.batch_size", f["stage1"]["batch_size"], n_train))
+            checks += [("stage2.batch_sizes", b, n_train) for b in f["stage2"]["batch_sizes"]]
+        if shift_runs(config):
+            checks.append(("shift.batch_size", f["shift"]["batch_size"], n_train))
         for where, b, n in checks:
             if b > n:
                 out.append(f"fig5.{where}: {b} is larger than the {n} training samples of "

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # run from a source checkout too
 from shiftcurv import cost  # noqa: E402  (light: no torch)
+from shiftcurv import fig5 as f5  # noqa: E402  (light: no torch)
 from shiftcurv import sweep as sw  # noqa: E402  (light: no torch)
 from shiftcurv.plots import figure_names  # noqa: E402
 
@@ -108,3 +109,18 @@ def check_data_sources():
     ]
     if problems:
         raise ValueError("dataset files missing or damaged:\n  " + "\n  ".join(problems))
+
+
+# -- Fig. 5 (workflow/rules/fig5.smk) --------------------------------------------------------
+FIG5_NC = f5.NC if f5.section(config) else []
+FIG5_FIGURES = f5.figure_files(config)
+FIG5_RECORDS = f5.record_files(config)
+
+
+def fig5_runtime(stage):
+    """Minutes for SLURM: the configured first-attempt wall time, doubled on each retry."""
+    return lambda wildcards, attempt: config["fig5"]["runtime"][stage] * 2 ** (attempt - 1)
+
+
+def fig5_stage2_cell(wildcards):
+    return f5.Stage2Cell(wildcards.lr, int(wildcards.B), int(wildcards.seed))

@@ -1,16 +1,8 @@
 # The paper's Fig. 5 experiments (Appendix G.1; docs/fig5.md), when the config has a `fig5`
 # section: stage 1 once per seed, stage 2 per (lr, B, seed) from that seed's stage-1 weights, and
 # the shift runs per (split, trial). Each is one `shiftcurv train` job with its own settings in
-# params (a change reruns only that run); `snakemake fig5` builds only this part.
-from shiftcurv import fig5 as f5
-
-FIG5_NC = f5.NC if f5.section(config) else []
-FIG5_FIGURES = f5.figure_files(config)
-FIG5_RECORDS = f5.record_files(config)
-
-
-def fig5_stage2_cell(wildcards):
-    return f5.Stage2Cell(wildcards.lr, int(wildcards.B), int(wildcards.seed))
+# params (a change reruns only that run); `snakemake fig5` builds only this part. Paths, settings
+# and the runtime helper: shiftcurv.fig5 and common.smk.
 
 
 rule fig5_stage1:
@@ -27,6 +19,7 @@ rule fig5_stage1:
         f"{f5.STAGE1_DIR}/benchmark.tsv"
     threads: THREADS
     resources:
+        runtime=fig5_runtime("stage1"),
         **GPU_RESOURCES,
     conda:
         "../envs/shiftcurv.yaml"
@@ -51,6 +44,7 @@ rule fig5_stage2:
         f"{f5.STAGE2_DIR}/benchmark.tsv"
     threads: THREADS
     resources:
+        runtime=fig5_runtime("stage2"),
         **GPU_RESOURCES,
     conda:
         "../envs/shiftcurv.yaml"
@@ -74,6 +68,7 @@ rule fig5_shift:
         f"{f5.SHIFT_DIR}/benchmark.tsv"
     threads: THREADS
     resources:
+        runtime=fig5_runtime("shift"),
         **GPU_RESOURCES,
     conda:
         "../envs/shiftcurv.yaml"
@@ -90,13 +85,13 @@ rule fig5_gather:
         nc=f5.NC,
         summary=report(f5.SUMMARY, category="Fig. 5"),
     params:
-        config=sw.as_json(config),
+        fig5=sw.as_json(config.get("fig5") or {}),  # only its own section: a rerun trigger
     log:
         "results/logs/fig5_gather.log",
     conda:
         "../envs/shiftcurv.yaml"
     shell:
-        "shiftcurv fig5-gather --config-json {params.config:q} --out {output.nc}"
+        "shiftcurv fig5-gather --fig5-json {params.fig5:q} --out {output.nc}"
         " --summary {output.summary} > {log} 2>&1"
 
 

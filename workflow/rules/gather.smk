@@ -9,7 +9,8 @@ rule gather:
             caption="../report/status.rst",
         ),
     params:
-        config=sw.as_json(config),
+        # the sweep's own config: the fig5 and synthetic sections have their own gathers
+        config=sw.as_json({k: v for k, v in config.items() if k not in ("fig5", "synthetic")}),
     log:
         "results/logs/gather.log",
     conda:

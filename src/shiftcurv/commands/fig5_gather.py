@@ -15,18 +15,16 @@ import json
 import sys
 
 from shiftcurv import ShiftcurvError
-from shiftcurv.commands._common import (
-    add_config_arguments,
-    git_revision,
-    load_config_arguments,
-    log,
-)
+from shiftcurv.commands._common import git_revision, log
 
 HELP = "gather the Fig. 5 runs into results/fig5.nc"
 
 
 def add_arguments(p):
-    add_config_arguments(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="the sweep config (YAML), validated")
+    src.add_argument("--fig5-json", help="the resolved `fig5` section as JSON (what Snakemake "
+                                         "passes: its change alone reruns the gather)")
     p.add_argument("--out", default="results/fig5.nc", help="netCDF output (%(default)s)")
     p.add_argument("--summary", help="also write the summary numbers here (JSON)")
     p.add_argument("--partial", action="store_true",
@@ -41,7 +39,15 @@ def run(args) -> int:
     from shiftcurv.gather import write_netcdf
     from shiftcurv.io import read_json, write_json
 
-    config = load_config_arguments(args)
+    if args.config:
+        from shiftcurv.sweep import load_config
+
+        config = load_config(args.config)
+    else:
+        try:
+            config = {"fig5": json.loads(args.fig5_json) or None}
+        except json.JSONDecodeError as e:
+            raise ShiftcurvError(f"--fig5-json is not valid JSON: {e}") from None
     if fig5.section(config) is None:
         raise ShiftcurvError("the config has no `fig5` section: nothing to gather")
     records = {}
