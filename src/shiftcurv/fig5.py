@@ -178,9 +178,8 @@ def problems(config: dict) -> list[str]:
     if "temperature" in f["experiments"] and not out and not stage2_cells(config):
         out.append(f"fig5.stage2: no (lr, B) of the grid has lr/B within temperature_range "
                    f"{lo_hi}")
-    for axis in ("seeds",):
-        if len(set(f[axis])) != len(f[axis]):
-            out.append(f"fig5.{axis}: duplicate values in {f[axis]}")
+    if len(set(f["seeds"])) != len(f["seeds"]):
+        out.append(f"fig5.seeds: duplicate values in {f['seeds']}")
     spec = catalog(config, "datasets").get(f["dataset"])
     spec = None if spec is None else spec | {"type": spec.get("type", f["dataset"])}
     n_train = None if spec is None else dataset_train_size(spec)

@@ -144,3 +144,15 @@ def build_model(arch: dict, dataset, state: dict | None = None, dtype=None, devi
             first = str(e).splitlines()[0]
             raise ShiftcurvError(f"weights do not fit architecture {arch}: {first}") from None
     return model if device is None else model.to(device)
+
+
+def open_netcdf(path: str, what: str, made_by: str):
+    """A gathered netCDF file, loaded; missing or damaged gives one line naming it."""
+    import xarray as xr
+
+    if not Path(path).exists():
+        raise ShiftcurvError(f"{what} not found: {path} (run `shiftcurv {made_by}`)")
+    try:
+        return xr.open_dataset(path, engine="netcdf4").load()
+    except (OSError, ValueError) as e:
+        raise ShiftcurvError(f"{what} is truncated or unreadable: {path} ({e})") from None

@@ -7,10 +7,7 @@ Example:  shiftcurv fig5-plot --fig5 results/fig5.nc --outdir results/figures
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from shiftcurv import ShiftcurvError
-from shiftcurv.commands._common import log
+from shiftcurv.commands._common import log, open_netcdf
 
 HELP = "draw the Fig. 5 figures from fig5.nc"
 
@@ -21,17 +18,9 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import xarray as xr
-
     from shiftcurv.fig5_plots import plot_all
 
-    path = Path(args.fig5)
-    if not path.exists():
-        raise ShiftcurvError(f"Fig. 5 dataset not found: {path} (run `shiftcurv fig5-gather`)")
-    try:
-        ds = xr.open_dataset(path, engine="netcdf4").load()
-    except (OSError, ValueError) as e:
-        raise ShiftcurvError(f"Fig. 5 dataset is truncated or unreadable: {path} ({e})") from None
+    ds = open_netcdf(args.fig5, "Fig. 5 dataset", "fig5-gather")
     for p in plot_all(ds, args.outdir):
         log(f"wrote {p}")
     return 0

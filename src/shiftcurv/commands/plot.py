@@ -5,10 +5,7 @@ Example:  shiftcurv plot --sweep results/sweep.nc --outdir results/figures
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from shiftcurv import ShiftcurvError
-from shiftcurv.commands._common import log
+from shiftcurv.commands._common import log, open_netcdf
 
 HELP = "draw Fig. 1 and Fig. 2/3 from sweep.nc"
 
@@ -19,17 +16,9 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    import xarray as xr
-
     from shiftcurv.plots import plot_all
 
-    path = Path(args.sweep)
-    if not path.exists():
-        raise ShiftcurvError(f"gathered dataset not found: {path} (run `shiftcurv gather`)")
-    try:
-        ds = xr.open_dataset(path, engine="netcdf4").load()
-    except (OSError, ValueError) as e:
-        raise ShiftcurvError(f"gathered dataset is truncated or unreadable: {path} ({e})") from None
+    ds = open_netcdf(args.sweep, "gathered dataset", "gather")
     for p in plot_all(ds, args.outdir):
         log(f"wrote {p}")
     return 0
