@@ -215,3 +215,35 @@ def test_plan_reads_only_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     os.makedirs("results/runs")
     assert cost.plan(config).total.remaining == 2
+
+
+def test_flow_time_comes_from_the_paper_protocol():
+    """τ = lr·⌈N/B⌉·max_epochs per split (App. G): CIFAR-10 VGG 10 / 2, ResNet 5 / 1; the default
+    MNIST-1D (1600 / 400, B 5000) 1 / 1; a given tau_max (number or per split) wins."""
+    paper = sw.load_config(REPO / "configs/paper-cifar10.yaml")
+    for arch, want in (("vgg16", (10, 2)), ("resnet10", (5, 1))):
+        cell = next(c for c in sw.cells(paper) if c.arch == arch)
+        got = tuple(sw.minimize_settings(paper, cell, split)["tau_max"]
+                    for split in ("train", "test"))
+        assert got == pytest.approx(want, rel=1e-12), arch
+    default = sw.load_config(REPO / "config.yaml")
+    cell = sw.cells(default)[0]
+    assert [sw.flow_time(default, cell, s) for s in ("train", "test")] == pytest.approx([1, 1])
+    default["minimize"]["tau_max"] = {"train": 7.0, "test": 3.0}
+    assert [sw.flow_time(default, cell, s) for s in ("train", "test")] == [7.0, 3.0]
+    default["minimize"]["tau_max"] = 4.0
+    assert sw.minimize_settings(default, cell, "test")["tau_max"] == 4.0
+
+
+def test_capped_budgets_are_named_by_plan(tmp_path, capsys):
+    config = tiny_config(tmp_path, temperatures=[5e-4, 1e-3, 4e-3])
+    assert sw.capped_temperatures(config) == {"5e-04": (20, 40)}
+    assert main(["plan", "--config", str(tmp_path / "config.yaml"), "-d", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "caps the 1 cell at T~5e-04" in err and "asks 40" in err
+    assert main(["plan", "--json", "--config", str(tmp_path / "config.yaml"), "-d",
+                 str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["capped_temperatures"] == {
+        "5e-04": {"epochs": 20, "epochs_budget": 40}}
+    # the paper config as shipped caps nothing (T = 2.5e-5 trains its 800 epochs)
+    assert sw.capped_temperatures(sw.load_config(REPO / "configs/paper-cifar10.yaml")) == {}

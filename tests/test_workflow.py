@@ -93,6 +93,18 @@ def test_sweep_nc_has_the_documented_schema(sweep):
         assert np.isfinite(ds[name].values).all() and ds[name].attrs["units"], name
     assert (ds["lambda_max_train"] >= ds["c_train_hvp"] * (1 - 1e-6)).all()
     assert (ds["lambda_max_test"] >= ds["c_test_hvp"] * (1 - 1e-6)).all()
+    # Eq. 3's first-order terms, the fit window, convergence and the E*T budget
+    for name in ("first_order_test", "first_order_train", "c_test_first_order",
+                 "taylor_prediction_first_order", "taylor_first_order_relative_error",
+                 "train_loss_at_test_min", "train_taylor_prediction", "fit_window",
+                 "c_test_rms_residual", "c_train_rms_residual", "distance_moved_train_min",
+                 "distance_moved_test_min", "flow_time_max_train", "flow_time_max_test",
+                 "epochs_budget", "epoch_temperature", "lambda_max_converged_train"):
+        assert np.isfinite(ds[name].values).all() and ds[name].attrs["units"], name
+    assert (ds["fit_window"] == 1.0).all() and (ds["flow_time_max_test"] == 5.0).all()
+    assert np.allclose(ds["epoch_temperature"], ds["epochs"] * ds["temperature"])
+    assert set(ds["stop_reason_train_min"].values.ravel()) <= {"tau", "gtol"}
+    assert ds.attrs["cells_unconverged"] == 0
 
 
 def test_figures_are_real_pngs(sweep):
@@ -199,6 +211,14 @@ def test_partial_gather_marks_missing_cells(sweep, tmp_path):
     status = ds["status"].sel(temperature=2e-3).values.ravel()
     assert list(status) == ["missing"] and np.isnan(ds["c_test"].sel(temperature=2e-3)).all()
     assert (ds["status"].sel(temperature=1e-3).values == "ok").all()
+
+
+def test_a_capped_epoch_budget_is_named_in_the_dry_run(tmp_path):
+    """E = ceil(20 x 1e-3 / 5e-4) = 40 > max_epochs 20: the dry run names the capped cells."""
+    cfg = write_config(tmp_path / "config.yaml", temperatures=[5e-4, 1e-3])
+    out = snakemake(tmp_path, "-n", config=cfg)
+    lines = [x for x in (out.stdout + out.stderr).splitlines() if "caps" in x]
+    assert len(lines) == 1 and "T~5e-04" in lines[0] and "asks 40" in lines[0], lines
 
 
 def test_lint_is_clean(tmp_path):

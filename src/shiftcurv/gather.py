@@ -3,7 +3,8 @@
 Dimensions: dataset, arch, temperature, seed (and batch_size when more than one is swept; else
 batch_size is a per-cell variable), and u (= r/‖s‖) for the profiles along the line. A cell
 without a record is NaN with status "missing"; a cell whose run diverged or failed is NaN with
-that status — never dropped.
+that status — never dropped. A cell whose minimum stopped at its step cap or stalled keeps its
+measures with status "unconverged" (the figures mask it like "diverged").
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import numpy as np
 
 from shiftcurv import __version__
 from shiftcurv.sweep import Cell, config_hash
+from shiftcurv.temperature import epoch_budget
 
 # name -> (where in measure.json, units, long_name)
 SCALARS = {
     "lr": ("sgd.lr", "1", "SGD learning rate (T x B)"),
     "batch_size": ("sgd.batch_size", "1", "SGD batch size B"),
     "epochs": ("sgd.epochs", "1", "SGD epochs run"),
+    "epochs_planned": ("sgd.epochs_planned", "1",
+                       "SGD epochs of the budget after train.max_epochs"),
     "sgd_steps": ("sgd.steps", "1", "SGD steps run"),
     "n_params": ("sgd.n_params", "1", "number of parameters"),
     "train_loss_sgd": ("sgd.train_loss", "nats", "train loss at the SGD solution"),
@@ -35,6 +39,32 @@ SCALARS = {
                           "U_test_k + s'C_test s / 2 (Eq. 3)"),
     "taylor_relative_error": ("scalars.taylor_relative_error", "1",
                               "(Taylor prediction - U_test(theta_tr)) / U_test(theta_tr)"),
+    "first_order_test": ("scalars.first_order_test", "nats",
+                         "g_test's, g_test = grad U_test(theta_test): Eq. 3's first-order term"),
+    "c_test_first_order": ("scalars.c_test_first_order", "nats / unit^2",
+                           "test curvature along s fitted with the exact slope g_test's/|s|"),
+    "taylor_prediction_first_order": ("scalars.taylor_prediction_first_order", "nats",
+                                      "U_test_k - g_test's + c_test_first_order |s|^2 / 2"),
+    "taylor_first_order_relative_error": (
+        "scalars.taylor_first_order_relative_error", "1",
+        "(first-order Taylor prediction - U_test(theta_tr)) / U_test(theta_tr)"),
+    "train_loss_at_test_min": ("scalars.train_loss_at_test_min", "nats",
+                               "train loss at the test minimum, U_tr(theta_test)"),
+    "train_taylor_prediction": ("scalars.train_taylor_prediction", "nats",
+                                "U_tr_k + c_train |s|^2 / 2 (Eq. 3 on the train side)"),
+    "train_taylor_relative_error": ("scalars.train_taylor_relative_error", "1",
+                                    "(train Taylor prediction - U_tr(theta_test)) / "
+                                    "U_tr(theta_test)"),
+    "first_order_train": ("scalars.first_order_train", "nats",
+                          "g_tr's, g_tr = grad U_tr(theta_tr): the train side's first-order term"),
+    "c_train_first_order": ("scalars.c_train_first_order", "nats / unit^2",
+                            "train curvature along s fitted with the exact slope g_tr's/|s|"),
+    "train_taylor_prediction_first_order": ("scalars.train_taylor_prediction_first_order",
+                                            "nats", "U_tr_k + g_tr's + c_train_first_order "
+                                            "|s|^2 / 2"),
+    "train_taylor_first_order_relative_error": (
+        "scalars.train_taylor_first_order_relative_error", "1",
+        "(first-order train Taylor prediction - U_tr(theta_test)) / U_tr(theta_test)"),
     "shift_norm": ("scalars.shift_norm", "parameter-space units",
                    "|s| = |theta_test - theta_tr|"),
     "c_train": ("scalars.c_train", "nats / unit^2",
@@ -43,6 +73,12 @@ SCALARS = {
                "test curvature along s, symmetrized quadratic fit (App. F)"),
     "c_train_r2": ("scalars.c_train_r2", "1", "R^2 of the train quadratic fit"),
     "c_test_r2": ("scalars.c_test_r2", "1", "R^2 of the test quadratic fit"),
+    "c_train_rms_residual": ("scalars.c_train_rms_residual", "nats",
+                             "rms residual of the train quadratic fit over its window"),
+    "c_test_rms_residual": ("scalars.c_test_rms_residual", "nats",
+                            "rms residual of the test quadratic fit over its window"),
+    "fit_window": ("scalars.fit_window", "|s|",
+                   "fit window w: c_test over u in [1 - w, 1], c_train over u in [-w, 0]"),
     "shift_curvature": ("scalars.shift_curvature", "nats", "shift-curvature s'C_test s"),
     "c_train_hvp": ("scalars.c_train_hvp", "nats / unit^2",
                     "s'H_train(theta_tr)s / |s|^2, exact by Hessian-vector product"),
@@ -54,6 +90,13 @@ SCALARS = {
                            "|grad U_alpha| (test objective) at the test minimum"),
     "flow_time_train": ("min_train.tau", "1", "gradient-flow time to the train minimum"),
     "flow_time_test": ("min_test.tau", "1", "gradient-flow time to the test minimum"),
+    "flow_time_max_train": ("min_train.tau_max", "1",
+                            "flow time asked for the train minimum (tau_max)"),
+    "flow_time_max_test": ("min_test.tau_max", "1", "flow time asked for the test minimum"),
+    "distance_moved_train_min": ("min_train.distance_moved", "parameter-space units",
+                                 "|theta_tr - theta_sgd|"),
+    "distance_moved_test_min": ("min_test.distance_moved", "parameter-space units",
+                                "|theta_test - theta_sgd|"),
     "grad_evals_train_min": ("min_train.grad_evals", "1",
                              "full-data gradient evaluations to the train minimum"),
     "grad_evals_test_min": ("min_test.grad_evals", "1",
@@ -72,6 +115,23 @@ HESSIAN = {
     "grad_noise_trace": ("nats^2 / unit^2", "trace of the per-sample gradient covariance D"),
     "grad_coherence": ("nats / unit", "minibatch regret E|g2|(1 - cos(g1, g2))"),
     "grad_cosine": ("1", "mean cosine between gradients of two minibatches"),
+    "lambda_max_converged": ("1", "1 if Lanczos met its tolerance for lambda_max"),
+    "lambda_max_error": ("nats / unit^2", "Lanczos residual bound on lambda_max"),
+    "lambda_min_converged": ("1", "1 if Lanczos met its tolerance for lambda_min"),
+    "lambda_min_error": ("nats / unit^2", "Lanczos residual bound on lambda_min"),
+}
+# from the config and the cell (so that a capped budget is visible): name -> (units, long_name)
+BUDGET = {
+    "epochs_budget": ("1", "SGD epochs the E*T budget asks, ceil(epochs_ref T_ref / T), "
+                           "before train.max_epochs"),
+    "epoch_temperature": ("1", "E*T: SGD epochs run x temperature (the diffusion budget)"),
+}
+# per-cell strings: name -> (where in measure.json, long_name)
+STRINGS = {
+    "stop_reason_train_min": ("min_train.stop_reason",
+                              "why the train flow stopped: tau, gtol, max_steps, stalled, "
+                              "diverged"),
+    "stop_reason_test_min": ("min_test.stop_reason", "why the test flow stopped"),
 }
 POINTS = {"sgd": "at the SGD solution (train loss)", "train": "at theta_tr (train loss)",
           "test": "at theta_test (test loss)"}
@@ -91,6 +151,15 @@ def _get(record: dict, dotted: str) -> float:
             return math.nan
         value = value[key]
     return math.nan if value is None else float(value)
+
+
+def _get_str(record: dict, dotted: str) -> str:
+    value = record
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return ""
+        value = value[key]
+    return "" if value is None else str(value)
 
 
 def _hessian_meta(key: str):
@@ -125,6 +194,9 @@ def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: s
 
     status = np.full(shape, "missing", dtype=object)
     scalars = {k: np.full(shape, np.nan) for k in SCALARS if not (swept_b and k == "batch_size")}
+    budget = {k: np.full(shape, np.nan) for k in BUDGET}
+    strings = {k: np.full(shape, "", dtype=object) for k in STRINGS}
+    tr = config["train"]
     profiles = {k: np.full(shape + [len(u)], np.nan) for k in PROFILES}
     hessian_meta = {}
     for rec in records.values():
@@ -137,14 +209,19 @@ def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: s
     hessian = {k: np.full(shape, np.nan) for k in sorted(hessian_meta)}
     for cell, rec in records.items():
         i = index(cell)
+        budget["epochs_budget"][i] = epoch_budget(cell.T, tr["epochs_ref"], tr["temperature_ref"],
+                                                  2**62)
         if rec is None:
             continue
         status[i] = rec.get("status", "failed")
         for k in scalars:
             scalars[k][i] = _get(rec, SCALARS[k][0])
+        budget["epoch_temperature"][i] = _get(rec, "sgd.epochs") * cell.T
+        for k in strings:
+            strings[k][i] = _get_str(rec, STRINGS[k][0])
         for k in hessian:
             hessian[k][i] = _get(rec, hessian_meta[k][2])
-        if rec.get("status") == "ok":
+        if "profiles" in rec:  # ok and unconverged cells are measured
             for k in profiles:
                 if k in rec.get("profiles", {}):
                     profiles[k][i] = np.asarray(rec["profiles"][k], float)
@@ -158,9 +235,14 @@ def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: s
         coords["batch_size"] = ("batch_size", np.array(axes["batch_size"]),
                                 {"units": "1", "long_name": "SGD batch size B"})
     data_vars = {"status": (dims, status.astype(str), {
-        "long_name": "cell status: ok, diverged, failed or missing"})}
+        "long_name": "cell status: ok, unconverged (a minimum stopped at its step cap or "
+                     "stalled: measured, masked in figures), diverged, failed or missing"})}
     for k, arr in scalars.items():
         data_vars[k] = (dims, arr, {"units": SCALARS[k][1], "long_name": SCALARS[k][2]})
+    for k, arr in budget.items():
+        data_vars[k] = (dims, arr, {"units": BUDGET[k][0], "long_name": BUDGET[k][1]})
+    for k, arr in strings.items():
+        data_vars[k] = (dims, arr.astype(str), {"long_name": STRINGS[k][1]})
     for k, arr in hessian.items():
         data_vars[k] = (dims, arr, {"units": hessian_meta[k][0], "long_name": hessian_meta[k][1]})
     for k, arr in profiles.items():
@@ -170,6 +252,7 @@ def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: s
              "git_revision": git_revision,
              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
              "cells": len(records), "cells_ok": int((status == "ok").sum()),
+             "cells_unconverged": int((status == "unconverged").sum()),
              "reference": "Bradley, Gomez-Uribe, Vuyyuru: Shift-curvature, SGD, and "
                           "generalization"}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

@@ -1,10 +1,13 @@
 """The paper's figures, drawn from the gathered dataset (results/sweep.nc) only.
 
 - fig1_{dataset}_{arch}.png: accuracy and loss along the line Θ(r) for the lowest and highest
-  temperature (blue / red; train solid, test dashed), and the reflected losses with their
-  symmetrized quadratic fits (paper Fig. 1).
+  temperature (blue / red; train solid, test dashed), and exactly the fitted points (the fit
+  window, reflected) with their symmetrized quadratic fits (paper Fig. 1).
+Only cells with status ok are drawn; each title counts the cells masked (unconverged, diverged,
+failed, missing).
 - fig23_{dataset}_{arch}.png: versus temperature (log axis, mean ± sd over seeds as bands): test
-  loss at θ_tr and its Taylor prediction; U_tr_k and U_test_k; shift-curvature and ‖s‖; c_tr and
+  loss at θ_tr and its Taylor predictions (the paper's U_test_k + ½sᵀCs, and with the
+  first-order term −g_testᵀs); U_tr_k and U_test_k; shift-curvature and ‖s‖; c_tr and
   c_test (fits; exact HVP values dashed) (paper Fig. 2/3).
 - measures_{dataset}_{arch}.png (when the sweep computes Hessian measures): shift-curvature next
   to each curvature/sharpness measure (λ_max, trace, ε-sharpness, ...) versus temperature, one
@@ -76,9 +79,12 @@ def fig1(sub, path, title: str) -> bool:
         cell = _first_ok(sub, t)
         s = float(cell["shift_norm"])
         r = u * s
+        w = float(cell["fit_window"]) * s if "fit_window" in cell else None
         for split, r_k, key, color in (("train", 0.0, "c_train", "tab:green"),
                                        ("test", s, "c_test", "tab:purple")):
-            rr, UU = reflected_branch(r, cell[f"{split}_loss_line"].values, r_k, "below")
+            # exactly the fitted points: the window w|s| toward (test) / away from (train) the
+            # other minimum, and their mirror image
+            rr, UU = reflected_branch(r, cell[f"{split}_loss_line"].values, r_k, "below", w)
             U_k = float(cell["U_tr_min" if split == "train" else "U_test_min"])
             axes[2].plot(rr - r_k, UU - U_k, ".", color=color, ms=4,
                          label=f"{split} (reflected)")
@@ -86,7 +92,7 @@ def fig1(sub, path, title: str) -> bool:
             c = float(cell[key])
             axes[2].plot(x, 0.5 * c * x**2, "-", color=color, lw=1,
                          label=f"fit: c_{split}={c:.3g}")
-        axes[2].set_title(f"reflected losses and fits, T={t:.3g}")
+        axes[2].set_title(f"fitted points (reflected) and fits, T={t:.3g}")
         axes[2].set_xlabel("distance from the minimum along s")
         axes[2].set_ylabel("U - U_k")
     axes[0].set_ylabel("accuracy")
@@ -96,11 +102,19 @@ def fig1(sub, path, title: str) -> bool:
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(f"{title} ({status_counts(sub)})")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
     return bool(picks)
+
+
+def status_counts(sub) -> str:
+    """'10 of 12 cells ok; 1 unconverged, 1 diverged masked': what a figure leaves out."""
+    values = [str(v) for v in np.asarray(sub["status"].values).ravel()]
+    masked = {k: values.count(k) for k in sorted(set(values)) if k != "ok"}
+    tail = "; " + ", ".join(f"{n} {k}" for k, n in masked.items()) + " masked" if masked else ""
+    return f"{values.count('ok')} of {len(values)} cells ok{tail}"
 
 
 def _log_temperature_axis(ax) -> None:
@@ -132,7 +146,7 @@ def _panels_vs_temperature(sub, panels, path, title: str, width: float = 4.2) ->
         if df.empty:
             ax.text(0.5, 0.5, "no cell finished ok", ha="center", transform=ax.transAxes)
         else:
-            dashes = {n: ((4, 2) if n.endswith("_hvp") or n == "taylor_prediction" else "")
+            dashes = {n: ((4, 2) if n.endswith("_hvp") or "prediction" in n else "")
                       for n in names}
             sns.lineplot(df, x="temperature", y="value", hue="quantity", style="quantity",
                          dashes=dashes, markers=True, errorbar="sd", ax=ax)
@@ -140,7 +154,7 @@ def _panels_vs_temperature(sub, panels, path, title: str, width: float = 4.2) ->
         _log_temperature_axis(ax)
         ax.set_title(panel_title, fontsize=9)
         ax.set_ylabel("")
-    fig.suptitle(title)
+    fig.suptitle(f"{title} ({status_counts(sub)})")
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
@@ -148,7 +162,8 @@ def _panels_vs_temperature(sub, panels, path, title: str, width: float = 4.2) ->
 
 def fig23(sub, path, title: str) -> None:
     _panels_vs_temperature(sub, [
-        (["test_loss_at_train_min", "taylor_prediction"], "test loss at θ_tr vs Taylor (Eq. 3)"),
+        (["test_loss_at_train_min", "taylor_prediction", "taylor_prediction_first_order"],
+         "test loss at θ_tr vs Eq. 3: paper's form, with −g_testᵀs"),
         (["U_tr_min", "U_test_min"], "losses at the minima"),
         (["shift_curvature", "shift_norm"], "shift-curvature sᵀCs and |s|"),
         (["c_train", "c_test", "c_train_hvp", "c_test_hvp"], "curvature along s"),

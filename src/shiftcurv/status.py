@@ -11,6 +11,8 @@ URL-safe base64) tell a running job from a dead one; they are read with one dire
 Statuses:
   done         measure.json says ok
   diverged     measure.json says diverged (non-finite loss in SGD or minimum finding)
+  unconverged  measure.json says unconverged: a minimum stopped at its step cap or stalled
+               before reaching its flow time (measured, but masked in the figures)
   running      a step of the cell has started (Snakemake marker, or a fresh log) and not ended
   stalled      Snakemake marks a step as started but its log has not moved for a while: the
                controller or the node was probably killed (`snakemake --unlock`, then rerun)
@@ -40,7 +42,8 @@ STEPS: dict[str, tuple[str, ...]] = {
     "measure": (MEASURE_OUT,),
 }
 CHECKPOINT = TRAIN_OUT["weights"] + ".ckpt"
-STATUSES = ("done", "diverged", "running", "stalled", "interrupted", "failed", "missing")
+STATUSES = ("done", "diverged", "unconverged", "running", "stalled", "interrupted", "failed",
+            "missing")
 _TOP_STATUS = re.compile(rb'^[{ ]"status": "([^"]*)"', re.M)  # write_json's indent=1
 
 

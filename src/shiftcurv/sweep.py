@@ -224,6 +224,19 @@ def semantic_problems(config: dict) -> list[str]:
             if name != "default" and name not in config["archs"]:
                 out.append(f"minimize.batch_size.{name}: not an arch of this sweep (known: "
                            f"{', '.join(config['archs'])}, default)")
+    ms = config["measure"]
+    if ms["fit_window"] > ms["margin"]:
+        out.append(f"measure.fit_window: {ms['fit_window']} is more than measure.margin "
+                   f"{ms['margin']}: the line grid u in [-margin, 1 + margin] must cover the "
+                   f"train fit window u in [-fit_window, 0]")
+    tau = config["minimize"].get("tau_max")
+    if tau is None:
+        for name, opts in config["datasets"].items():
+            kind = opts.get("type", name)
+            if kind in data.BUILDERS and dataset_train_size(opts | {"type": kind}) is None:
+                out.append(f"minimize.tau_max: dataset {name!r} has no size known before it is "
+                           f"built, so the flow time cannot come from the paper settings: give "
+                           f"tau_max")
     options = config["measure"]["hessian"]["options"]
     known = list(DEFAULT_OPTIONS)
     for key in options:  # here, not hours later when the measure step starts
@@ -428,12 +441,74 @@ def _device(config: dict) -> dict:
     return {} if device == "cpu" else {"device": device}
 
 
+def paper_batch_size(config: dict, arch: str) -> int:
+    """The paper method's minibatch size for `arch` (paper: 5000 VGG, 10000 ResNet)."""
+    b = config["minimize"]["batch_size"]
+    return int(b.get(arch, b.get("default", 5000)) if isinstance(b, dict) else b)
+
+
+def split_size(config: dict, dataset: str, split: str) -> int | None:
+    opts = config["datasets"][dataset]
+    opts = opts | {"type": opts.get("type", dataset)}
+    return dataset_train_size(opts) if split == "train" else dataset_test_size(opts)
+
+
+def flow_time(config: dict, cell: Cell, split: str) -> float:
+    """τ_max of the split's minimum: `minimize.tau_max` (a number, or {train, test}) when the
+    config gives it, else the flow time the paper's protocol reaches on this split (App. G:
+    minibatch GD at lr with batch B_arch, no shuffle, last batch kept, max_epochs epochs),
+
+        τ = lr · ⌈N_split / B_arch⌉ · max_epochs
+
+    (CIFAR-10: train 10 (VGG, B 5000) / 5 (ResNet, B 10000), test 2 / 1; the default MNIST-1D:
+    1 and 1). So `method: flow` and `method: paper` reach the same endpoint from one config."""
+    mn = config["minimize"]
+    given = mn.get("tau_max")
+    if isinstance(given, dict):
+        return float(given[split])
+    if given is not None:
+        return float(given)
+    n = split_size(config, cell.dataset, split)
+    if n is None:
+        raise ShiftcurvError(f"minimize.tau_max: the size of dataset {cell.dataset!r}'s {split} "
+                             f"split is not known before it is built: give tau_max")
+    return float(mn["lr"]) * math.ceil(n / paper_batch_size(config, cell.arch)) * \
+        int(mn["max_epochs"])
+
+
 def minimize_settings(config: dict, cell: Cell, split: str) -> dict:
     mn = dict(config["minimize"])
-    if isinstance(mn["batch_size"], dict):  # per architecture (paper: 5000 VGG, 10000 ResNet)
-        mn["batch_size"] = mn["batch_size"].get(cell.arch, mn["batch_size"].get("default", 5000))
+    mn["batch_size"] = paper_batch_size(config, cell.arch)
+    mn["tau_max"] = flow_time(config, cell, split)
     return {"arch": config["archs"][cell.arch], "split": split, "l2": config["train"]["l2"],
             **mn, **_device(config)}
+
+
+def capped_temperatures(config: dict) -> dict[str, tuple[int, int]]:
+    """{temperature: (epochs run, epochs the E·T budget asks)} for every temperature whose budget
+    train.max_epochs cuts: those cells train for less E·T than the others."""
+    from shiftcurv.temperature import epoch_budget
+
+    tr = config["train"]
+    out = {}
+    for t in dict.fromkeys(format_temperature(t) for t in config["temperatures"]):
+        want = epoch_budget(float(t), tr["epochs_ref"], tr["temperature_ref"], 2**62)
+        if want > tr["max_epochs"]:
+            out[t] = (int(tr["max_epochs"]), want)
+    return out
+
+
+def capped_lines(config: dict) -> list[str]:
+    """One warning line per capped temperature, naming its cells (none when nothing is capped)."""
+    per_t = len(cells(config)) // max(1, len(dict.fromkeys(
+        format_temperature(t) for t in config["temperatures"])))
+    tr = config["train"]
+    cells_at = f"{per_t} cell{'s' if per_t != 1 else ''}"
+    return [f"shiftcurv: warning: train.max_epochs {run} caps the {cells_at} at T~{t} "
+            f"(runs/*/*/T~{t}/...): {run} epochs where E*T = {tr['epochs_ref']:g} x "
+            f"{tr['temperature_ref']:g} asks {want}, so they train for E*T = {run * float(t):.3g} "
+            f"instead of {want * float(t):.3g}"
+            for t, (run, want) in capped_temperatures(config).items()]
 
 
 def measure_settings(config: dict, cell: Cell) -> dict:

@@ -19,6 +19,10 @@ if _problems:
     raise ValueError("invalid config:\n  " + "\n  ".join(_problems))
 
 CELLS = sw.cells(config)
+if not (workflow.remote_exec or workflow.subprocess_exec):
+    # a capped E*T budget is never silent: named in every dry run and at the start of every run
+    for _line in sw.capped_lines(config):
+        print(_line, file=sys.stderr)
 CELL = "results/runs/{dataset}/{arch}/T~{T}/B~{B}/seed~{seed}"
 DATA = "results/data/{dataset}.npz"
 SWEEP_NC = "results/sweep.nc"

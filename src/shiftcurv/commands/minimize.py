@@ -2,9 +2,12 @@
 flow on that split's objective U_α = loss + (α/2)‖θ‖² (see `shiftcurv.minima`).
 
 method "flow" (default) integrates the flow with step-size control; method "paper" is the paper's
-protocol (minibatch GD at lr 1e-4, batch 5000, no shuffle, up to 10000 epochs). Both record τ
-reached, steps, gradient evaluations, final ‖∇U_α‖, U_α and the stop reason. If the SGD run did
-not end "ok" (e.g. diverged), nothing is minimised: the outputs carry that status.
+protocol (minibatch GD at lr 1e-4, batch 5000, no shuffle, up to 10000 epochs). Both go to flow
+time tau_max (the sweep derives it per split from the paper settings: lr·⌈N/B⌉·max_epochs) and
+record τ reached, steps, gradient evaluations, final ‖∇U_α‖, U_α and the stop reason; the status
+is "ok" (τ_max or gtol reached), "unconverged" (step cap, or a stalled flow) or "diverged". If
+the SGD run did not end "ok" (e.g. diverged), nothing is minimised: the outputs carry that
+status.
 
 Example:
   shiftcurv minimize --data d.npz --init theta_sgd.safetensors --init-record train.json \\
@@ -32,6 +35,10 @@ from shiftcurv.commands._common import (
 HELP = "find the train or test minimum from the SGD solution (gradient flow)"
 FLOW_OPTIONS = ("tau_max", "gtol", "step_ratio", "order", "max_steps")
 PAPER_OPTIONS = ("lr", "batch_size", "max_epochs", "tau_max", "gtol")
+# a minimum is converged when the flow reached τ_max (or ‖∇U_α‖ ≤ gtol); one stopped by the step
+# cap or a stall is measured but never reported as converged
+STATUS_OF_STOP = {"tau": "ok", "gtol": "ok", "max_steps": "unconverged",
+                  "stalled": "unconverged", "diverged": "diverged"}
 
 
 def add_arguments(p):
@@ -79,7 +86,8 @@ def run(args) -> int:
         f"alpha={obj.l2:g}) by {method} {options}")
     res = find_minimum(obj, obj.theta_of(), method, progress=Progress(), **options)
     record.update(res.record())
-    record["status"] = "ok" if res.stop_reason in ("tau", "gtol", "max_steps") else "diverged"
+    record["status"] = STATUS_OF_STOP[res.stop_reason]
+    record["tau_max"] = options.get("tau_max")
     record["distance_moved"] = float((res.theta - obj.theta_of()).norm())
     log(f"done: {res.stop_reason} at tau={res.tau:.4g}, U_alpha={res.value:.6g}, "
         f"|grad|={res.grad_norm:.3e}, {res.steps} steps, {res.grad_evals:g} gradients, "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from shiftcurv import ShiftcurvError
 
@@ -36,7 +37,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from shiftcurv import cost
-    from shiftcurv.sweep import load_config
+    from shiftcurv.sweep import capped_lines, capped_temperatures, load_config
 
     if args.group_components < 1:
         raise ShiftcurvError(f"--group-components must be >= 1, got {args.group_components}")
@@ -44,10 +45,13 @@ def run(args) -> int:
         raise ShiftcurvError(f"directory not found: {args.directory}")
     config = load_config(args.config or os.path.join(args.directory, "config.yaml"))
     p = cost.plan(config, args.directory, args.group_components)
+    capped = capped_temperatures(config)
     if args.json:
-        print(json.dumps(p.as_dict(), indent=1))
-    elif args.summary:
-        print(cost.summary_line(p))
-    else:
-        print(cost.format_plan(p))
+        print(json.dumps(p.as_dict() | {"capped_temperatures": {
+            t: {"epochs": run, "epochs_budget": want} for t, (run, want) in capped.items()}},
+            indent=1))
+        return 0
+    for line in capped_lines(config):  # a capped E*T budget is never silent
+        print(line, file=sys.stderr)
+    print(cost.summary_line(p) if args.summary else cost.format_plan(p))
     return 0
