@@ -203,3 +203,42 @@ def test_bad_arguments_give_one_line_errors(capsys, tmp_path, teacher_file, argv
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], err
+
+
+def test_flow_and_paper_methods_reach_one_endpoint_from_one_config(cell, tmp_path):
+    """With tau_max left to the paper settings (lr·⌈N/B⌉·max_epochs = 5e-4·1·2000 = 1 on each
+    split), `method: flow` and `method: paper` end within 1 % of ‖s‖ of each other."""
+    from pathlib import Path
+
+    import torch
+    import yaml
+
+    from shiftcurv import sweep as sw
+    from shiftcurv.io import load_state
+
+    config = yaml.safe_load((Path(__file__).parents[1] / "configs/tiny.yaml").read_text())
+    config["archs"] = {"mlp": ARCH}
+    config["minimize"] = {"lr": 5e-4, "max_epochs": 2000, "gtol": 0.0}  # GD's O(lr) error small
+    config = sw.validate(sw.normalise_numbers(config))
+    c = sw.cells(config)[0]
+    ends = {}
+    for method in ("flow", "paper"):
+        config["minimize"]["method"] = method
+        for split in ("train", "test"):
+            settings = sw.minimize_settings(config, c, split)
+            assert settings["tau_max"] == pytest.approx(1.0)
+            out = tmp_path / f"{method}_{split}"
+            assert main(["minimize", "--data", str(cell / "data.npz"),
+                         "--init", str(cell / "sgd.safetensors"),
+                         "--init-record", str(cell / "train.json"),
+                         "--settings", sw.as_json(settings),
+                         "--out-weights", f"{out}.safetensors",
+                         "--out-record", f"{out}.json"]) == 0
+            rec = json.loads(Path(f"{out}.json").read_text())
+            assert rec["status"] == "ok" and rec["tau"] == pytest.approx(1.0), rec
+            state = load_state(f"{out}.safetensors")[0]
+            ends[method, split] = torch.cat([v.double().ravel() for k, v in state.items()])
+    shift = (ends["flow", "test"] - ends["flow", "train"]).norm()
+    for split in ("train", "test"):
+        gap = (ends["flow", split] - ends["paper", split]).norm()
+        assert gap <= 0.01 * shift, (split, float(gap / shift))

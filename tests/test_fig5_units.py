@@ -1,5 +1,6 @@
 """Fig. 5 building blocks: momentum + step-decay SGD (bit-identical to a bare loop, resumable),
-the shuffle / sample-size splits, the plan, and the collapse statistics on exact cases."""
+the shuffle / sample-size splits, the plan, the collapse statistics and the BN mismatch at fixed T
+on exact cases."""
 
 import json
 import math
@@ -17,7 +18,14 @@ from safetensors.torch import load_file
 
 from shiftcurv import ShiftcurvError, fig5, splits
 from shiftcurv.cli import main
-from shiftcurv.fig5_results import collapse, paired_difference
+from shiftcurv.fig5_results import (
+    bn_mismatch,
+    build_dataset,
+    collapse,
+    paired_difference,
+    shared_temperatures,
+    summary,
+)
 from shiftcurv.signals import EXIT_INTERRUPTED
 from shiftcurv.training import TrainSettings, TrainState, epoch_permutation, fit
 
@@ -298,3 +306,142 @@ def test_paired_difference():
     sd = np.std([0.5, 0.5, 0.25], ddof=1)
     assert d["se"] == pytest.approx(sd / math.sqrt(3)) and d["t"] == pytest.approx(
         d["mean"] / d["se"])
+
+
+# -- the BN mismatch: across B at fixed T, train mode against train mode ---------------------
+LRS, BS = np.array([0.025, 0.05, 0.1, 0.2]), np.array([25, 50, 100])  # the default grid
+
+
+def bn_dataset(first, final, stage1_last=(0.1, 0.3), stage1_eval=(0.01, 0.03)):
+    """A fig5.nc-like dataset on the default (lr, B) grid with two seeds; `first` and `final`
+    map (T, B, seed) to a loss."""
+    import xarray as xr
+
+    T = LRS[:, None] / BS[None, :]
+    grid = np.stack([T] * 2, axis=-1), np.broadcast_to(BS[None, :, None], (4, 3, 2)), \
+        np.broadcast_to(np.array([0, 1])[None, None, :], (4, 3, 2))
+    dims = ("lr", "batch_size", "seed")
+    return xr.Dataset(
+        {"first_train_loss": (dims, first(*grid)), "final_train_loss": (dims, final(*grid)),
+         "stage1_last_train_loss": ("seed", list(stage1_last), {"batch_size": 400}),
+         "stage1_train_loss": ("seed", list(stage1_eval)),
+         "stage1_test_loss": ("seed", [0.5, 0.7]),
+         "final_test_loss": (dims, final(*grid))},
+        coords={"lr": LRS, "batch_size": BS, "seed": [0, 1],
+                "temperature": (("lr", "batch_size"), T)})
+
+
+def bn_first(t, b, s):
+    # T-driven (the SGD noise) plus a BN term that falls with B, plus a per-seed offset
+    return 1000 * t + 5 / b + 0.2 * s
+
+
+def test_bn_mismatch_compares_batch_sizes_at_fixed_temperature():
+    ds = bn_dataset(bn_first, lambda t, b, s: 500 * t + 0 * s)
+    # what the old summary did: average over all lrs at each B, so B = 25 gets T up to 8e-3 and
+    # B = 100 only up to 2e-3: a 3.7-fold "BN effect", most of it temperature
+    old = ds["first_train_loss"].mean(("lr", "seed")).values
+    assert old == pytest.approx([3.75 + 0.2 + 0.1, 1.875 + 0.1 + 0.1, 0.9375 + 0.05 + 0.1])
+    bn = bn_mismatch(ds)
+    first = bn["first_epoch_train_loss"]
+    # T = 1e-3 and 2e-3 at all three B, 5e-4 at B = 50, 100 and 4e-3 at B = 25, 50; the T run at
+    # one B only (2.5e-4, 8e-3) are not compared
+    assert {t: sorted(v) for t, v in first.items()} == {
+        "5e-04": [50, 100], "1e-03": [25, 50, 100], "2e-03": [25, 50, 100], "4e-03": [25, 50]}
+    # the same T at every B: only the 5/B BN term differs (a 1.13-fold effect at T = 1e-3)
+    assert first["1e-03"] == pytest.approx({25: 1.3, 50: 1.2, 100: 1.15}, rel=1e-12)
+    assert first["2e-03"] == pytest.approx({25: 2.3, 50: 2.2, 100: 2.15}, rel=1e-12)
+    assert first["5e-04"] == pytest.approx({50: 0.7, 100: 0.65}, rel=1e-12)
+    assert first["4e-03"] == pytest.approx({25: 4.3, 50: 4.2}, rel=1e-12)
+    # train mode against train mode: the jump from stage 1's last epoch (0.1 and 0.3 per seed,
+    # paired), not from the eval-mode stage-1 loss (0.01 and 0.03)
+    assert bn["first_epoch_minus_stage1"]["1e-03"] == pytest.approx(
+        {25: 1.1, 50: 1.0, 100: 0.95}, rel=1e-12)
+    assert bn["final_train_loss"]["2e-03"] == pytest.approx({25: 1.0, 50: 1.0, 100: 1.0},
+                                                            rel=1e-12)
+    assert bn["stage1_last_epoch_train_loss"] == pytest.approx(0.2)
+    assert bn["stage1_batch_size"] == 400
+    numbers = summary(ds)
+    assert numbers["bn_mismatch_at_fixed_T"] == bn
+    assert numbers["stage1_eval_train_loss"] == pytest.approx(0.02)
+    assert "bn_first_epoch_train_loss" not in numbers and "stage1_train_loss" not in numbers
+    assert json.loads(json.dumps(numbers))["bn_mismatch_at_fixed_T"]["first_epoch_train_loss"][
+        "1e-03"]["25"] == pytest.approx(1.3)
+
+
+def test_bn_mismatch_without_a_bn_effect_is_flat_in_B_where_the_old_average_was_not():
+    ds = bn_dataset(lambda t, b, s: 1000 * t + 0 * s, lambda t, b, s: 0 * t)
+    assert ds["first_train_loss"].mean(("lr", "seed")).values == pytest.approx(
+        [3.75, 1.875, 0.9375])  # the old key: a 4-fold fall with B from temperature alone
+    first = bn_mismatch(ds)["first_epoch_train_loss"]
+    for t, by_b in first.items():
+        assert by_b == pytest.approx(dict.fromkeys(by_b, float(t) * 1000), rel=1e-12), t
+
+
+def test_shared_temperatures_skip_missing_cells():
+    T = LRS[:, None] / BS[None, :]
+    ok = np.ones(T.shape, bool)
+    assert [(round(t, 12), cells) for t, cells in shared_temperatures(T, ok)] == [
+        (5e-4, [(0, 1), (1, 2)]), (1e-3, [(0, 0), (1, 1), (2, 2)]),
+        (2e-3, [(1, 0), (2, 1), (3, 2)]), (4e-3, [(2, 0), (3, 1)])]
+    ok[1, 0] = ok[2, 1] = False  # T = 2e-3 left at B = 100 only: nothing to compare it with
+    assert [round(t, 12) for t, _ in shared_temperatures(T, ok)] == [5e-4, 1e-3, 4e-3]
+    ds = bn_dataset(bn_first, lambda t, b, s: t)
+    ds["first_train_loss"][1, 0, :] = np.nan
+    ds["first_train_loss"][2, 1, :] = np.nan
+    assert sorted(bn_mismatch(ds)["first_epoch_train_loss"]) == ["1e-03", "4e-03", "5e-04"]
+
+
+def test_gather_takes_the_train_mode_losses_from_the_histories():
+    c = fig5_config(experiments=["temperature"])
+    records = {}
+    for path in fig5.record_files(c):
+        parts = dict(p.split("~") for p in path.split("/") if "~" in p)
+        if "/stage1/" in path:
+            seed = int(parts["seed"])
+            records[path] = {"status": "ok", "train_loss": 0.01, "test_loss": 0.5,
+                             "train_acc": 1.0, "test_acc": 0.8,
+                             "history": {"loss": [0.9, 0.5, 0.2 + seed]}}
+        else:
+            lr, b = float(parts["lr"]), int(parts["B"])
+            records[path] = {"status": "ok", "final_train_loss": lr, "final_eval_train_loss": lr,
+                             "final_test_loss": lr,
+                             "history": {"loss": [1000 * lr / b, 0.0, 0.0],
+                                         "eval_train_loss": [0.0, 0.0, 0.0]}}
+    ds = build_dataset(c, records)
+    assert list(ds["stage1_last_train_loss"].values) == [0.2, 1.2]
+    assert ds["stage1_last_train_loss"].attrs["batch_size"] == 64
+    assert list(ds["stage1_train_loss"].values) == [0.01, 0.01]  # eval mode: unchanged
+    bn = summary(ds)["bn_mismatch_at_fixed_T"]
+    # lrs 0.01, 0.02, 0.04 at B = 16, 32: T = 6.25e-4 and 1.25e-3 at both B
+    first = bn["first_epoch_train_loss"]
+    assert sorted(first) == ["1.25e-03", "6.25e-04"]
+    assert first["6.25e-04"] == pytest.approx({16: 0.625, 32: 0.625}, rel=1e-12)
+    assert first["1.25e-03"] == pytest.approx({16: 1.25, 32: 1.25}, rel=1e-12)
+    assert bn["first_epoch_minus_stage1"]["6.25e-04"] == pytest.approx(
+        {16: 0.625 - 0.7, 32: 0.625 - 0.7}, rel=1e-12)
+    assert bn["stage1_batch_size"] == 64
+
+
+def test_bn_figure_draws_the_fixed_temperature_comparison(tmp_path):
+    from shiftcurv import fig5_plots
+    from shiftcurv.plots import _setup
+
+    ds = bn_dataset(bn_first, lambda t, b, s: 500 * t + 0 * s)
+    plt, _ = _setup()
+    fig, ax = plt.subplots()
+    fig5_plots.bn_panel(ax, ds, lambda n: [f"C{k}" for k in range(n)])
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert [k for k in lines if not k.startswith("_")] == [
+        "T=5e-04", "T=1e-03", "T=2e-03", "T=4e-03", "stage 1, last epoch (B=400)"]
+    first = lines["T=1e-03"]  # first stage-2 epoch, at the same T for every B
+    assert list(first.get_xdata()) == [25, 50, 100]
+    assert list(first.get_ydata()) == pytest.approx([1.3, 1.2, 1.15])
+    assert list(lines["_T=4e-03, last epochs"].get_ydata()) == pytest.approx([2.0, 2.0])
+    assert lines["stage 1, last epoch (B=400)"].get_ydata()[0] == pytest.approx(0.2)
+    assert "fixed T" in ax.get_xlabel() and "train-mode" in ax.get_ylabel()
+    assert "fixed T" in ax.get_title() and "train-mode BN throughout" in ax.get_title()
+    plt.close(fig)
+    fig5_plots.fig5_bn(ds.assign(final_eval_train_loss=ds["final_train_loss"] * 0.5),
+                       tmp_path / "bn.png")
+    assert (tmp_path / "bn.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

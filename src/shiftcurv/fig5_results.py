@@ -1,12 +1,14 @@
 """Fig. 5 records → one xarray.Dataset (results/fig5.nc), and the numbers that test its claims.
 
 Layout (docs/fig5.md):
-- stage 1, dim `seed`: `stage1_{train,test}_{loss,acc}` (full sets, eval mode, at the end).
+- stage 1, dim `seed`: `stage1_{train,test}_{loss,acc}` (full sets, eval mode, at the end) and
+  `stage1_last_train_loss` (the last epoch's mean minibatch loss: train-mode BN at stage 1's B).
 - stage 2, dims (`lr`, `batch_size`, `seed`), with the 2-D coordinate `temperature` = lr/B:
   `final_train_loss` (median over the last `final_window` epochs of the epoch's mean minibatch
   loss: train-mode BN, what SGD sees), `final_eval_train_loss` and `final_test_loss` (eval mode,
   full sets), and the first stage-2 epoch's `first_train_loss` / `first_eval_train_loss` (the BN
-  mismatch at small B). Grid points outside `temperature_range` are NaN with status "skipped".
+  mismatch at small B, compared across B at fixed T: `bn_mismatch`). Grid points outside
+  `temperature_range` are NaN with status "skipped".
 - shift, dims (`trial`) and (`sample_size`, `trial`): `{default,shuffle,sample}_{train,test}_loss`.
 A run without a record is NaN with status "missing" (gather with --partial), never dropped.
 """
@@ -19,6 +21,7 @@ import time
 import numpy as np
 
 from shiftcurv import __version__, fig5
+from shiftcurv.sweep import format_temperature
 
 STAGE2_VARS = {
     "final_train_loss": ("final_train_loss", "median over the last epochs of the mean minibatch "
@@ -70,6 +73,12 @@ def build_dataset(config: dict, records: dict[str, dict | None], config_yaml: st
                 data_vars[f"stage1_{split}_{kind}"] = (
                     "seed", [_value(r, f"{split}_{kind}") for r in s1],
                     {"units": units, "long_name": f"stage-1 {split} {kind} (full set, eval mode)"})
+        b1 = int(f["stage1"]["batch_size"])
+        data_vars["stage1_last_train_loss"] = (
+            "seed", [_value(r, ("history", "loss", -1)) for r in s1],
+            {"units": "nats", "batch_size": b1,
+             "long_name": f"mean minibatch train loss of stage 1's last epoch (train-mode BN, "
+                          f"batch statistics at B = {b1})"})
         data_vars["stage1_status"] = ("seed", [_status(r) for r in s1])
         cells = fig5.stage2_cells(config)
         lrs = sorted({c.lr for c in cells}, key=float)
@@ -173,6 +182,51 @@ def _r2(x: np.ndarray, y: np.ndarray) -> float:
     return float(1 - np.var(y - (slope * x + icept)) / np.var(y))
 
 
+def shared_temperatures(temperature, ok) -> list[tuple[float, list[tuple[int, int]]]]:
+    """The temperatures run at two or more batch sizes, ascending: (T, cells) with `cells` the
+    (lr index, batch-size index) pairs of that T where `ok` holds, in the order of the batch-size
+    axis. `temperature` and `ok` are (lr, batch_size) arrays; T values equal to a relative 1e-9
+    are one temperature (as in `collapse`)."""
+    temperature = np.asarray(temperature, float)
+    ok = np.asarray(ok, bool)
+    groups: dict[float, list[tuple[int, int]]] = {}
+    for i, j in zip(*np.nonzero(ok), strict=True):
+        t = float(temperature[i, j])
+        match = next((g for g in groups if math.isclose(g, t, rel_tol=1e-9)), t)
+        groups.setdefault(match, []).append((int(i), int(j)))
+    return [(t, sorted(cells, key=lambda c: c[1])) for t, cells in sorted(groups.items())
+            if len({j for _, j in cells}) >= 2]
+
+
+def bn_mismatch(ds) -> dict:
+    """The BN mismatch compared across batch sizes at fixed T = lr/B, train mode against train
+    mode (seed means; the batch sizes of each T are those with a finite first-epoch loss):
+    `first_epoch_train_loss` {T: {B: first_train_loss}}, the first stage-2 epoch's mean
+    minibatch loss; `first_epoch_minus_stage1` {T: {B: mean over seeds of first_train_loss −
+    stage1_last_train_loss}}, the jump from stage 1's last epoch (batch statistics at stage 1's
+    B) to stage 2's first (at B); `final_train_loss` {T: {B: final_train_loss}}, the median of the
+    last epochs' mean minibatch losses; `stage1_last_epoch_train_loss` and `stage1_batch_size`
+    the reference. T keys are spelled as in the paths (sweep.format_temperature); only T values
+    run at two or more batch sizes are listed, so no B is credited with another's temperature."""
+    first = ds["first_train_loss"]
+    s1 = ds.get("stage1_last_train_loss")
+    if s1 is None:  # a fig5.nc gathered before the variable existed
+        s1 = ds["stage1_train_loss"] * math.nan
+    jump = (first - s1).mean("seed", skipna=True).values
+    means = {"first_epoch_train_loss": first.mean("seed", skipna=True).values,
+             "first_epoch_minus_stage1": jump,
+             "final_train_loss": ds["final_train_loss"].mean("seed", skipna=True).values}
+    groups = shared_temperatures(ds["temperature"].values,
+                                 np.isfinite(means["first_epoch_train_loss"]))
+    bs = [int(b) for b in ds["batch_size"].values]
+    out: dict = {name: {format_temperature(t): {bs[j]: _finite(v[i, j]) for i, j in cells}
+                        for t, cells in groups} for name, v in means.items()}
+    out["stage1_last_epoch_train_loss"] = _finite(s1.mean(skipna=True).values)
+    b1 = s1.attrs.get("batch_size")
+    out["stage1_batch_size"] = None if b1 is None else int(b1)
+    return out
+
+
 def paired_difference(a, b) -> dict:
     """Mean of b − a over the trials where both exist, its standard error and t = mean / SE."""
     a, b = np.asarray(a, float), np.asarray(b, float)
@@ -190,10 +244,8 @@ def summary(ds) -> dict:
         for split in ("train", "test"):
             mean = ds[f"final_{split}_loss"].mean("seed", skipna=True).values
             out[f"collapse_{split}"] = collapse(mean, ds["temperature"].values, ds["lr"].values)
-        first = ds["first_train_loss"].mean(("lr", "seed"), skipna=True)
-        out["bn_first_epoch_train_loss"] = {int(b): _finite(v) for b, v in
-                                            zip(ds["batch_size"].values, first.values, strict=True)}
-        out["stage1_train_loss"] = _finite(ds["stage1_train_loss"].mean().values)
+        out["bn_mismatch_at_fixed_T"] = bn_mismatch(ds)
+        out["stage1_eval_train_loss"] = _finite(ds["stage1_train_loss"].mean().values)
         out["stage1_test_loss"] = _finite(ds["stage1_test_loss"].mean().values)
     if "shuffle_test_loss" in ds:
         for split in ("train", "test"):
