@@ -21,4 +21,14 @@ fi
   { echo "[setup] torch failed to install ($TORCH_SPEC)" >&2; exit 1; }
 echo "[setup] installing shiftcurv and its dependencies"
 pip install -e ".[test]"
+# The tests' outside oracle (curvlinops) without torchvision: backpack-for-pytorch requires it for
+# its examples only, and from PyPI it would pull a newer torch with CUDA (or, with torch pinned,
+# a build that does not import with the CPU torch and so breaks `import pytorch_lightning`).
+if ! "$VENV/bin/python" -m pip show -q curvlinops-for-pytorch >/dev/null 2>&1; then
+  echo "[setup] installing the test oracle (curvlinops, without torchvision)"
+  pip install --no-deps "curvlinops-for-pytorch>=3.0.1,<4" "backpack-for-pytorch>=1.6,<2"
+  pip install "einconv>=0.1" "einops>=0.3,<1" "linear_operator>=0.2" "opt-einsum>=3.4" \
+    "tqdm>=4" "unfoldNd>=0.2,<1" |
+    grep -v -e "dependency resolver does not" -e "requires torchvision" || true  # expected
+fi
 "$VENV/bin/shiftcurv" --version

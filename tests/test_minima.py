@@ -82,6 +82,67 @@ def test_flow_reaches_the_paper_protocols_endpoint(teacher, sgd_solution):
         assert evals[split][0] * 5 < evals[split][1], evals  # HVPs counted as 2 gradients
 
 
+@pytest.fixture(scope="module")
+def creased_solution(teacher):
+    """SGD long enough (T = 4e-3, 400 epochs) that the train flow from it soon slides along a
+    crease where several ReLU pre-activations sit at zero: the flow stalled there (an Armijo test
+    against ‖g‖² rejected Heun's step at every size) until it burnt its step cap."""
+    x, y = teacher.tensors("train", dtype=torch.float32)
+    model = tiny_mlp(teacher, widths=(6,))
+    fit(model, x, y, TrainSettings(temperature=4e-3, batch_size=32, epochs_ref=400,
+                                   temperature_ref=4e-3, max_epochs=400, checkpoint_every=0))
+    return model
+
+
+def test_flow_slides_along_a_relu_crease_like_the_paper_protocol(teacher, creased_solution):
+    """τ_max in a bounded number of steps (the old guard crept at τ ≈ 2.2 through all 500 steps,
+    ~2,000 gradients), endpoint near the paper protocol's; along a crease Heun is first order,
+    so the error shrinks with the step ratio (measured 9.9 % and 1.8 % of the distance moved)."""
+    x, y = teacher.tensors("train")
+    obj = Objective(creased_solution, x, y, l2=1e-5, dtype=torch.float64)
+    theta0, tau = obj.theta_of(), 3.0
+    # lr 1e-3 here: its endpoint is within 0.1 % of the distance moved of lr 1e-4's
+    paper = paper_descent(obj, theta0, lr=1e-3, batch_size=5000, tau_max=tau,
+                          max_epochs=10**6, check_every=10**6)
+    moved = float((paper.theta - theta0).norm())
+    for ratio, tol in [(0.15, 0.15), (0.05, 0.04)]:
+        flow = gradient_flow(obj, theta0, tau_max=tau, gtol=1e-5, step_ratio=ratio,
+                             max_steps=500)
+        assert flow.stop_reason == "tau" and flow.tau == pytest.approx(tau), flow.record()
+        assert flow.steps <= 6 / ratio and flow.grad_evals <= 12 / ratio, flow.record()
+        assert flow.hvp_evals <= 30
+        assert float((flow.theta - paper.theta).norm()) <= tol * moved, ratio
+
+
+class Vee:
+    """U(θ) = |θ₀| + ½θ₀ + ½ Σ λ_i θ_i²: its minimum θ = 0 is a kink (one-sided slopes 1.5 and
+    −0.5, and 0.5 reported at θ₀ = 0 as autograd does), so ‖g‖ never reaches gtol and no step
+    from there lowers U: the flow cannot advance."""
+
+    n = 1
+    lam = torch.tensor([0.0, 2.0, 1.0], dtype=torch.float64)
+
+    def value_and_grad(self, theta):
+        value = float(theta[0].abs() + 0.5 * theta[0] + 0.5 * (self.lam * theta**2).sum())
+        g = self.lam * theta
+        g[0] += torch.sign(theta[0]) + 0.5
+        return value, g
+
+    def hvp(self, theta, v):
+        return self.lam * v
+
+
+@pytest.mark.parametrize("start", [0.3, 0.0])
+def test_flow_that_cannot_advance_reports_stalled_quickly(start):
+    theta0 = torch.tensor([start, 0.0, 0.0], dtype=torch.float64)
+    res = gradient_flow(Vee(), theta0, tau_max=1.0, max_steps=100_000)
+    assert res.stop_reason == "stalled" and res.tau < 1.0
+    assert abs(float(res.theta[0])) < 1e-6  # it did get to the kink
+    # 30 attempts (2 gradients each) without progress, plus the steps that got there
+    assert res.grad_evals <= 1 + 2 * 30 + 2 * res.steps <= 80, res.record()
+    assert res.hvp_evals <= 20, res.record()
+
+
 def test_paper_protocol_uses_minibatches_in_order(teacher, sgd_solution):
     x, y = teacher.tensors("train")
     obj = Objective(sgd_solution, x, y, dtype=torch.float64)

@@ -5,7 +5,8 @@
 Everything is exact up to floating point where it can be: Hessian-vector products (HVPs) are
 exact, chunked over the data with chunk *sums* divided by N (some public tools sum per-batch
 means, which scales every eigenvalue by the number of batches), and the network is evaluated in
-eval mode (batch norm uses running statistics; see `recompute_bn_stats`).
+eval mode (batch norm uses the running statistics the model holds: the pipeline keeps SGD's,
+docs/measures.md says why; `recompute_bn_stats` is there for one's own analyses).
 
 The operator (`HessianOperator`) is a torch function (`op(v)`) and a
 `scipy.sparse.linalg.LinearOperator` (`op.linear_operator()`), so scipy's solvers apply. Its HVP
@@ -439,12 +440,13 @@ def recompute_bn_stats(model: torch.nn.Module, x: torch.Tensor,
 
     Why: the running statistics left by training are an exponential average over past weights,
     not the statistics at the point measured; curvature is measured in eval mode (fixed
-    statistics, so U is a function of θ alone and `torch.func` applies), and these should be the
-    statistics of θ itself. How: reset, momentum=None (PyTorch's cumulative average of the batch
-    statistics), one pass over x in train mode under no_grad, momentum restored. With
-    batch_size=None the pass is one batch, so running_mean is the exact data mean and
-    running_var the exact (unbiased) data variance of each BN input; with batches, the averages
-    of the per-batch statistics."""
+    statistics, so U is a function of θ alone and `torch.func` applies), and these may be wanted
+    as the statistics of θ itself. The sweep does not call it (docs/measures.md: θ_tr and θ_test
+    keep θ_SGD's statistics so that both are minima of one function). How: reset,
+    momentum=None (PyTorch's cumulative average of the batch statistics), one pass over x in
+    train mode under no_grad, momentum restored. With batch_size=None the pass is one batch, so
+    running_mean is the exact data mean and running_var the exact (unbiased) data variance of
+    each BN input; with batches, the averages of the per-batch statistics."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return model

@@ -68,16 +68,28 @@ def vgg16(in_shape: Sequence[int], n_classes: int, batch_norm: bool = False,
                          nn.Linear(width, n_classes))
 
 
-def vgg9(in_shape: Sequence[int], n_classes: int, batch_norm: bool = True):
+def vgg9(in_shape: Sequence[int], n_classes: int, batch_norm: bool = True,
+         channels: Sequence[int] = (64, 128, 256), dense_width: int = 256):
     """VGG9 of Li et al.'s loss-landscape code (cifar10/models/vgg.py): 7 convs (3x3, pad 1,
     [BatchNorm2d,] ReLU; 3 max-pools 2x2), flatten (256·H/8·W/8) → 256 [BatchNorm1d] ReLU →
-    n_classes. BN on by default: the paper's Fig. 5 uses VGG9 with BN."""
+    n_classes. BN on by default: the paper's Fig. 5 uses VGG9 with BN.
+
+    channels: the widths of the three stages (2, 2 and 3 convs; default 64, 128, 256), and
+    dense_width the hidden dense layer's (default 256): the defaults are Li et al.'s layout
+    (VGG9_CONVS); smaller ones make tiny nets for tests."""
     import torch.nn as nn
 
+    chans = [int(x) for x in channels]
+    if len(chans) != 3 or min(chans) < 1 or int(dense_width) < 1:
+        raise ShiftcurvError(f"vgg9 needs 3 stage channels >= 1 and dense_width >= 1, got "
+                             f"channels {list(channels)}, dense_width {dense_width}")
+    c1, c2, c3 = chans
+    cfg = (c1, c1, "M", c2, c2, "M", c3, c3, c3, "M")  # the default is VGG9_CONVS
     c, h, w = _image_shape("vgg9", in_shape, 8)
-    d = 256 * (h // 8) * (w // 8)
-    return nn.Sequential(*_conv_stack(VGG9_CONVS, c, batch_norm), nn.Flatten(),
-                         *_dense(d, 256, batch_norm), nn.Linear(256, n_classes))
+    d = c3 * (h // 8) * (w // 8)
+    width = int(dense_width)
+    return nn.Sequential(*_conv_stack(cfg, c, batch_norm), nn.Flatten(),
+                         *_dense(d, width, batch_norm), nn.Linear(width, n_classes))
 
 
 @functools.cache
