@@ -34,6 +34,14 @@ def test_grid_holds_both_minima_exactly():
     assert np.allclose(np.diff(u), 0.1)
 
 
+def test_grid_covers_a_margin_between_its_points():
+    """margin 0.5 at 5 points per unit: 2.5 steps, rounded up (round() would give 2 and leave
+    a fit window of 0.5 uncovered)."""
+    u = line_grid(margin=0.5, points_per_unit=5)
+    assert u[0] == -0.6 and u[-1] == 1.6
+    assert line_grid(margin=1.0, points_per_unit=20)[0] == -1.0  # exact margins unchanged
+
+
 def test_fit_recovers_curvature_of_a_quadratic_exactly():
     r = np.linspace(-2, 3, 51)
     U = 0.7 + 0.5 * 3.2 * (r - 1.0) ** 2

@@ -51,13 +51,19 @@ def test_power_iteration_finds_the_top_curvature(quadratic):
     assert lam == pytest.approx(5.0, rel=1e-6)
 
 
+def sgd(teacher, width: int, temperature: float, epochs: int):
+    """A one-hidden-layer MLP trained by SGD at `temperature`, B = 32, for `epochs`."""
+    x, y = teacher.tensors("train", dtype=torch.float32)
+    model = tiny_mlp(teacher, widths=(width,))
+    fit(model, x, y, TrainSettings(temperature=temperature, batch_size=32, epochs_ref=epochs,
+                                   temperature_ref=temperature, max_epochs=epochs,
+                                   checkpoint_every=0))
+    return model
+
+
 @pytest.fixture(scope="module")
 def sgd_solution(teacher):
-    x, y = teacher.tensors("train", dtype=torch.float32)
-    model = tiny_mlp(teacher, widths=(8,))
-    fit(model, x, y, TrainSettings(temperature=2e-3, batch_size=32, epochs_ref=10,
-                                   temperature_ref=2e-3, max_epochs=10, checkpoint_every=0))
-    return model
+    return sgd(teacher, 8, 2e-3, 10)
 
 
 def test_flow_reaches_the_paper_protocols_endpoint(teacher, sgd_solution):
@@ -87,11 +93,7 @@ def creased_solution(teacher):
     """SGD long enough (T = 4e-3, 400 epochs) that the train flow from it soon slides along a
     crease where several ReLU pre-activations sit at zero: the flow stalled there (an Armijo test
     against ‖g‖² rejected Heun's step at every size) until it burnt its step cap."""
-    x, y = teacher.tensors("train", dtype=torch.float32)
-    model = tiny_mlp(teacher, widths=(6,))
-    fit(model, x, y, TrainSettings(temperature=4e-3, batch_size=32, epochs_ref=400,
-                                   temperature_ref=4e-3, max_epochs=400, checkpoint_every=0))
-    return model
+    return sgd(teacher, 6, 4e-3, 400)
 
 
 def test_flow_slides_along_a_relu_crease_like_the_paper_protocol(teacher, creased_solution):

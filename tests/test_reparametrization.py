@@ -132,7 +132,8 @@ def test_pipeline_line_measures_are_invariant(run, alpha):
     for tr, te in ((theta_tr, theta_test), (A * theta_tr, A * theta_test)):
         prof = line.loss_profiles(objectives, tr, te, u)
         out.append(line.shift_curvature_measures(u, prof["train_loss_line"],
-                                                 prof["test_loss_line"], float((te - tr).norm())))
+                                                 prof["test_loss_line"], float((te - tr).norm()),
+                                                 fit_window=0.5))
     before, after = out
     for key in ("shift_curvature", "U_test_min", "U_tr_min", "test_loss_at_train_min",
                 "taylor_prediction", "taylor_relative_error"):

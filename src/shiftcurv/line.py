@@ -35,9 +35,11 @@ import numpy as np
 
 
 def line_grid(margin: float = 1.0, points_per_unit: int = 20) -> np.ndarray:
-    """u from −margin to 1 + margin in steps of 1/points_per_unit, with 0 and 1 exactly on it."""
+    """u from −margin to 1 + margin in steps of 1/points_per_unit, with 0 and 1 exactly on it;
+    a margin that is not a whole number of steps is rounded up, so the grid always covers it
+    (and so a fit window ≤ margin)."""
     k = int(points_per_unit)
-    lo = round(margin * k)
+    lo = math.ceil(margin * k - 1e-9)
     return np.arange(-lo, k + lo + 1) / k
 
 
