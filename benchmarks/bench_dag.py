@@ -96,9 +96,10 @@ def main() -> None:
                        ("import torch", [sys.executable, "-c", "import torch"]),
                        ("minimize/measure imports",
                         [sys.executable, "-c", "import shiftcurv.commands.measure, torch, "
-                         "safetensors.torch, shiftcurv.objective, shiftcurv.line"]),
+                         "safetensors.torch, shiftcurv.landscape.objective, "
+                         "shiftcurv.landscape.line"]),
                        ("train imports (Lightning)",
-                        [sys.executable, "-c", "import shiftcurv.training"])):
+                        [sys.executable, "-c", "import shiftcurv.train.sgd"])):
         best = min(timed(cmd, REPO, env) for _ in range(3))
         print(f"fixed cost: {label:<28} {best:6.2f} s")
 

@@ -23,8 +23,8 @@ import time
 
 import torch
 
-from shiftcurv import curvature
-from shiftcurv.objective import Objective
+from shiftcurv.landscape import curvature
+from shiftcurv.landscape.objective import Objective
 
 
 def build_problem(seed: int = 0, n: int = 4000, dim: int = 40, classes: int = 10):

@@ -16,9 +16,9 @@ import argparse
 import torch
 
 from shiftcurv import data, models
-from shiftcurv.minima import gradient_flow, paper_descent
-from shiftcurv.objective import Objective
-from shiftcurv.training import TrainSettings, fit
+from shiftcurv.landscape.minima import gradient_flow, paper_descent
+from shiftcurv.landscape.objective import Objective
+from shiftcurv.train.sgd import TrainSettings, fit
 
 
 def main() -> None:

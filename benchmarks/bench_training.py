@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from shiftcurv import data, models
-from shiftcurv.temperature import steps_per_epoch
-from shiftcurv.training import TrainSettings, epoch_permutation, fit
+from shiftcurv.sweep.temperature import steps_per_epoch
+from shiftcurv.train.sgd import TrainSettings, epoch_permutation, fit
 
 ARCHS = {"mlp": {"type": "mlp", "widths": [100, 100]},
          "cnn1d": {"type": "cnn1d", "channels": [16, 16, 16]}}

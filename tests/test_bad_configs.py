@@ -13,7 +13,8 @@ import yaml
 from conftest import no_slurm_probe_dir
 
 from shiftcurv import ShiftcurvError
-from shiftcurv.sweep import normalise_numbers, semantic_problems, validate
+from shiftcurv.config import normalise_numbers, validate
+from shiftcurv.config.checks import semantic_problems
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,7 +128,7 @@ def test_rejected_by_the_cli_naming_the_key(changes, key):
 @pytest.mark.parametrize("changes,key", [(c, k) for _, c, k in BAD], ids=[n for n, _, _ in BAD])
 def test_rejected_at_workflow_parse_time(changes, key):
     """The two checks workflow/rules/common.smk runs when Snakemake parses the workflow:
-    snakemake.utils.validate with the schema, then shiftcurv.sweep.semantic_problems."""
+    snakemake.utils.validate with the schema, then shiftcurv.config.checks.semantic_problems."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate as snakemake_validate
 

@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 import yaml
 
-from shiftcurv import ShiftcurvError, cifar, data, sweep
+from shiftcurv import ShiftcurvError, data, sweep
+from shiftcurv.config import checks as config_checks
+from shiftcurv.config import normalise_numbers, validate
+from shiftcurv.data import cifar
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = (*cifar.TRAIN_NAMES, cifar.TEST_NAME)
@@ -311,7 +314,7 @@ def test_data_source_problems_name_the_root(tmp_path, root):
                            "small": {"type": "cifar10", "root": root, "train_samples": 10},
                            "none": {"type": "cifar10"},
                            "gaussian-teacher": {"n_train": 64}}}
-    problems = sweep.data_source_problems(config)
+    problems = config_checks.data_source_problems(config)
     assert len(problems) == 2
     assert problems[0].startswith("datasets.cifar10.root: CIFAR-10 folder not found: ")
     assert "nope" in problems[0]
@@ -323,10 +326,10 @@ def test_a_dry_run_config_needs_no_files(tmp_path):
     config.pop("fig5", None)  # a fig5 section would name the tiny dataset, replaced here
     config["datasets"] = {"cifar10": {"root": str(tmp_path / "nope"), "train_samples": 1000,
                                       "test_samples": 100}}
-    sweep.validate(sweep.normalise_numbers(config))  # parse time: no files looked at
+    validate(normalise_numbers(config))  # parse time: no files looked at
     assert sweep.dataset_train_size({"type": "cifar10"}) == 50000
-    assert sweep.dataset_option_problems("c", "cifar10", {"train_samples": 0}) == [
+    assert config_checks.dataset_option_problems("c", "cifar10", {"train_samples": 0}) == [
         "datasets.c.train_samples: must be >= 1, got 0"]
-    assert sweep.dataset_option_problems("c", "cifar10", {"normalise": 1}) == [
+    assert config_checks.dataset_option_problems("c", "cifar10", {"normalise": 1}) == [
         "datasets.c.normalise: 1 is not a boolean"]
-    assert sweep.data_source_problems(config)[0].startswith("datasets.cifar10.root: ")
+    assert config_checks.data_source_problems(config)[0].startswith("datasets.cifar10.root: ")

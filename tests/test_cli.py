@@ -87,7 +87,7 @@ def test_measure_record(cell):
 def _objective(cell, split, weights):
     from shiftcurv import data, models
     from shiftcurv.io import load_state
-    from shiftcurv.objective import Objective
+    from shiftcurv.landscape.objective import Objective
 
     ds = data.load(cell / "data.npz")
     model = models.build(ARCH, ds.in_shape, ds.n_classes).double()
@@ -99,7 +99,7 @@ def _objective(cell, split, weights):
 
 def test_measure_first_order_terms_are_exact_gradients(cell):
     """g_testᵀs and g_trᵀs from an independent gradient; the first-order predictions follow
-    their formulas (Eq. 3 with the first-order term, shiftcurv.line)."""
+    their formulas (Eq. 3 with the first-order term, shiftcurv.landscape.line)."""
     sc = json.loads((cell / "measure.json").read_text())["scalars"]
     test_obj, theta_test = _objective(cell, "test", "theta_test.safetensors")
     train_obj, theta_tr = _objective(cell, "train", "theta_train.safetensors")
@@ -119,8 +119,8 @@ def test_measure_first_order_terms_are_exact_gradients(cell):
 def test_a_minimum_stopped_by_its_step_cap_is_measured_but_unconverged(tmp_path):
     """max_steps ends the flow before τ_max: status "unconverged" from minimize on, measures
     kept, and sweep.nc / the figures keep it apart from ok cells."""
-    from shiftcurv.gather import build_dataset
-    from shiftcurv.plots import status_counts
+    from shiftcurv.plots.sweep import status_counts
+    from shiftcurv.results.gather import build_dataset
     from shiftcurv.sweep import Cell
 
     d = run_cell(tmp_path, ARCH, {"max_steps": 2})
@@ -214,12 +214,13 @@ def test_flow_and_paper_methods_reach_one_endpoint_from_one_config(cell, tmp_pat
     import yaml
 
     from shiftcurv import sweep as sw
+    from shiftcurv.config import normalise_numbers, validate
     from shiftcurv.io import load_state
 
     config = yaml.safe_load((Path(__file__).parents[1] / "configs/tiny.yaml").read_text())
     config["archs"] = {"mlp": ARCH}
     config["minimize"] = {"lr": 5e-4, "max_epochs": 2000, "gtol": 0.0}  # GD's O(lr) error small
-    config = sw.validate(sw.normalise_numbers(config))
+    config = validate(normalise_numbers(config))
     c = sw.cells(config)[0]
     ends = {}
     for method in ("flow", "paper"):

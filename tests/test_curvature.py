@@ -1,7 +1,7 @@
 """The Hessian operator and its measures against dense ground truth (tiny MLP, float64).
 
 Dense truth: `torch.func.hessian` of the flattened objective, written here independently of
-`shiftcurv.curvature` (mean cross-entropy of functional_call plus the L2 term).
+`shiftcurv.landscape.curvature` (mean cross-entropy of functional_call plus the L2 term).
 """
 
 import copy
@@ -13,8 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from shiftcurv import ShiftcurvError, curvature, data, landscape, models
-from shiftcurv.objective import Objective
+from shiftcurv import ShiftcurvError, data, models
+from shiftcurv.landscape import curvature
+from shiftcurv.landscape import filter_normalised as landscape
+from shiftcurv.landscape.objective import Objective
 
 
 def _dense_hessian(obj, theta):

@@ -2,11 +2,11 @@
 resnet10, each with and without batch norm, in float64.
 
 Dense truth: `torch.func.hessian` of the mean cross-entropy of `functional_call` on the whole
-set at once (written here, independently of `shiftcurv.curvature`, which works in chunks), and
-numpy's `eigvalsh` of it. The L2 objective's truth is that Hessian plus α·I (α½‖θ‖² has Hessian
-αI exactly). BN nets are measured in eval mode with running statistics taken on *other* inputs
-(so they differ from any batch statistics of the data: a library that evaluated BN in train mode
-would fail here), with random affine parameters. Objectives use a chunk size that does not
+set at once (written here, independently of `shiftcurv.landscape.curvature`, which works in
+chunks), and numpy's `eigvalsh` of it. The L2 objective's truth is that Hessian plus α·I (α½‖θ‖²
+has Hessian αI exactly). BN nets are measured in eval mode with running statistics taken on *other*
+inputs (so they differ from any batch statistics of the data: a library that evaluated BN in train
+mode would fail here), with random affine parameters. Objectives use a chunk size that does not
 divide the sample count, so the chunk-sum/N weighting is tested too.
 """
 
@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from shiftcurv import ShiftcurvError, curvature, models
-from shiftcurv.objective import Objective
+from shiftcurv import ShiftcurvError, models
+from shiftcurv.landscape import curvature
+from shiftcurv.landscape.objective import Objective
 
 N = 24  # samples
 CHUNK = 10  # chunks of 10, 10, 4

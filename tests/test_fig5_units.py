@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from conftest import tiny_mlp
 from safetensors.torch import load_file
 
-from shiftcurv import ShiftcurvError, fig5, splits
+from shiftcurv import ShiftcurvError
 from shiftcurv.cli import main
-from shiftcurv.fig5_results import (
+from shiftcurv.data import splits
+from shiftcurv.results.fig5 import (
     bn_mismatch,
     build_dataset,
     collapse,
@@ -26,8 +27,9 @@ from shiftcurv.fig5_results import (
     shared_temperatures,
     summary,
 )
-from shiftcurv.signals import EXIT_INTERRUPTED
-from shiftcurv.training import TrainSettings, TrainState, epoch_permutation, fit
+from shiftcurv.sweep import fig5
+from shiftcurv.train.sgd import TrainSettings, TrainState, epoch_permutation, fit
+from shiftcurv.train.signals import EXIT_INTERRUPTED
 
 
 def stage1(**kw):
@@ -424,8 +426,8 @@ def test_gather_takes_the_train_mode_losses_from_the_histories():
 
 
 def test_bn_figure_draws_the_fixed_temperature_comparison(tmp_path):
-    from shiftcurv import fig5_plots
-    from shiftcurv.plots import _setup
+    from shiftcurv.plots import fig5 as fig5_plots
+    from shiftcurv.plots.sweep import _setup
 
     ds = bn_dataset(bn_first, lambda t, b, s: 500 * t + 0 * s)
     plt, _ = _setup()

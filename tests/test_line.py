@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from shiftcurv import line
-from shiftcurv.line import (
+from shiftcurv.landscape import line
+from shiftcurv.landscape.line import (
     first_order_fit,
     line_grid,
     reflected_branch,

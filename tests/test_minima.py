@@ -4,9 +4,9 @@ import pytest
 import torch
 from conftest import tiny_mlp
 
-from shiftcurv.minima import find_minimum, gradient_flow, paper_descent, top_curvature
-from shiftcurv.objective import Objective
-from shiftcurv.training import TrainSettings, fit
+from shiftcurv.landscape.minima import find_minimum, gradient_flow, paper_descent, top_curvature
+from shiftcurv.landscape.objective import Objective
+from shiftcurv.train.sgd import TrainSettings, fit
 
 
 def exact_flow(q, theta0, tau):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import tiny_mlp
 
-from shiftcurv.objective import Objective
+from shiftcurv.landscape.objective import Objective
 
 
 def dense(obj):

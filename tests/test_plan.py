@@ -1,5 +1,5 @@
-"""The compute plan and its cost model (shiftcurv.cost, `shiftcurv plan`): counts, hours and the
-model's self-reported error against hand computations, and speed at 10 000 cells."""
+"""The compute plan and its cost model (shiftcurv.sweep.cost, `shiftcurv plan`): counts, hours and
+the model's self-reported error against hand computations, and speed at 10 000 cells."""
 
 import json
 import math
@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shiftcurv import cost
 from shiftcurv import sweep as sw
 from shiftcurv.cli import main
+from shiftcurv.config import load_config
+from shiftcurv.sweep import cost
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,7 @@ def tiny_config(tmp_path, **changes) -> dict:
         else:
             config[key] = value
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    return sw.load_config(tmp_path / "config.yaml")
+    return load_config(tmp_path / "config.yaml")
 
 
 def cell_at(config, T) -> sw.Cell:
@@ -205,7 +206,7 @@ def test_ten_thousand_cells_plan_within_two_seconds(tmp_path):
     elapsed = time.perf_counter() - start
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("shiftcurv plan: 300/10000 cells done, 9700 to run")
-    p = cost.plan(sw.load_config(tmp_path / "config.yaml"), str(tmp_path))
+    p = cost.plan(load_config(tmp_path / "config.yaml"), str(tmp_path))
     assert (p.total.done, p.total.remaining) == (300, 9_700) and p.model.n_jobs == 400
     assert elapsed < 2.0, f"shiftcurv plan took {elapsed:.2f} s for 10 000 cells"
 
@@ -220,13 +221,13 @@ def test_plan_reads_only_the_working_directory(tmp_path, monkeypatch):
 def test_flow_time_comes_from_the_paper_protocol():
     """τ = lr·⌈N/B⌉·max_epochs per split (App. G): CIFAR-10 VGG 10 / 2, ResNet 5 / 1; the default
     MNIST-1D (1600 / 400, B 5000) 1 / 1; a given tau_max (number or per split) wins."""
-    paper = sw.load_config(REPO / "configs/paper-cifar10.yaml")
+    paper = load_config(REPO / "configs/paper-cifar10.yaml")
     for arch, want in (("vgg16", (10, 2)), ("resnet10", (5, 1))):
         cell = next(c for c in sw.cells(paper) if c.arch == arch)
         got = tuple(sw.minimize_settings(paper, cell, split)["tau_max"]
                     for split in ("train", "test"))
         assert got == pytest.approx(want, rel=1e-12), arch
-    default = sw.load_config(REPO / "config.yaml")
+    default = load_config(REPO / "config.yaml")
     cell = sw.cells(default)[0]
     # the default sweep keeps τ = 10 on purpose (README: what a minimum is here) ...
     assert [sw.flow_time(default, cell, s) for s in ("train", "test")] == [10.0, 10.0]
@@ -249,4 +250,4 @@ def test_capped_budgets_are_named_by_plan(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["capped_temperatures"] == {
         "5e-04": {"epochs": 20, "epochs_budget": 40}}
     # the paper config as shipped caps nothing (T = 2.5e-5 trains its 800 epochs)
-    assert sw.capped_temperatures(sw.load_config(REPO / "configs/paper-cifar10.yaml")) == {}
+    assert sw.capped_temperatures(load_config(REPO / "configs/paper-cifar10.yaml")) == {}

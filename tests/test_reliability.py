@@ -25,8 +25,9 @@ from safetensors.torch import load_file
 
 from shiftcurv import sweep as sw
 from shiftcurv.cli import main
-from shiftcurv.signals import EXIT_INTERRUPTED
-from shiftcurv.status import incomplete_outputs
+from shiftcurv.config import load_config
+from shiftcurv.sweep.status import incomplete_outputs
+from shiftcurv.train.signals import EXIT_INTERRUPTED
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,7 +170,7 @@ def test_sigusr1_stops_at_the_epoch_boundary_and_restores_handlers(tmp_path, dat
 
 def test_a_second_signal_stops_at_once_keeping_the_last_checkpoint(tmp_path, data, reference,
                                                                    capsys, monkeypatch):
-    from shiftcurv import signals
+    from shiftcurv.train import signals
 
     handled = threading.Event()
     original = signals.StopRequest.handler
@@ -327,11 +328,11 @@ def killed_sweep(tmp_path_factory):
     then unlocked and rerun to the end. Returns (workdir, reference sweep.nc, facts)."""
     ref = tmp_path_factory.mktemp("ref_sweep")
     (ref / "config.yaml").write_text(yaml.safe_dump(SWEEP))
-    in_process_sweep(ref, sw.load_config(ref / "config.yaml"))
+    in_process_sweep(ref, load_config(ref / "config.yaml"))
 
     work = tmp_path_factory.mktemp("killed_sweep")
     (work / "config.yaml").write_text(yaml.safe_dump(SWEEP))
-    cells = sw.cells(sw.load_config(work / "config.yaml"))
+    cells = sw.cells(load_config(work / "config.yaml"))
     measures = [work / c.dir / "measure.json" for c in cells]
     # its own session: killing the group takes every job with it, like a node that dies
     proc = subprocess.Popen(snakemake_cmd(work), env=ENV, stdout=subprocess.DEVNULL,
@@ -426,7 +427,7 @@ def test_a_truncated_result_is_found_set_aside_and_redone(killed_sweep, capsys, 
 def make_config(tmp_path, **changes):
     config = dict(SWEEP, **changes)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    return sw.load_config(tmp_path / "config.yaml")
+    return load_config(tmp_path / "config.yaml")
 
 
 def test_status_of_unfinished_cells(tmp_path, capsys, monkeypatch):

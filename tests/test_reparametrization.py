@@ -15,8 +15,10 @@ import copy
 import pytest
 import torch
 
-from shiftcurv import ShiftcurvError, curvature, data, landscape, line, models
-from shiftcurv.objective import Objective
+from shiftcurv import ShiftcurvError, data, models
+from shiftcurv.landscape import curvature, line
+from shiftcurv.landscape import filter_normalised as landscape
+from shiftcurv.landscape.objective import Objective
 
 PAIR = (1, 3)  # the first two Linear layers of models.mlp: Flatten, Linear, ReLU, Linear, ...
 
@@ -121,9 +123,9 @@ def test_shift_curvature_and_losses_are_invariant(run, alpha):
 
 @pytest.mark.parametrize("alpha", [10.0, 0.1])
 def test_pipeline_line_measures_are_invariant(run, alpha):
-    """The measure step's own functions (shiftcurv.line: profiles on u = r/‖s‖, symmetrized
-    fits) give the same shift-curvature, U_test_k, U_test(θ_tr) and Taylor prediction in the
-    α-scaled coordinates; c_test alone (curvature per unit parameter length) changes."""
+    """The measure step's own functions (shiftcurv.landscape.line: profiles on u = r/‖s‖,
+    symmetrized fits) give the same shift-curvature, U_test_k, U_test(θ_tr) and Taylor prediction
+    in the α-scaled coordinates; c_test alone (curvature per unit parameter length) changes."""
     _, train, test, theta_tr, theta_test = run
     A = curvature.alpha_scale_diagonal(test, PAIR, alpha)
     u = line.line_grid(margin=0.5, points_per_unit=5)

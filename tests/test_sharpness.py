@@ -7,8 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from shiftcurv import ShiftcurvError, data, models, sharpness
-from shiftcurv.objective import Objective
+from shiftcurv import ShiftcurvError, data, models
+from shiftcurv.landscape import sharpness
+from shiftcurv.landscape.objective import Objective
 
 
 def _trained(l2=1e-3, steps=200, seed=0):

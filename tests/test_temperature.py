@@ -3,7 +3,7 @@
 import pytest
 
 from shiftcurv.sweep import format_temperature
-from shiftcurv.temperature import epoch_budget, epoch_seed, learning_rate, steps_per_epoch
+from shiftcurv.sweep.temperature import epoch_budget, epoch_seed, learning_rate, steps_per_epoch
 
 
 def test_lr_is_temperature_times_batch_size():

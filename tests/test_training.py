@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_mlp
 
-from shiftcurv.training import TrainSettings, TrainState, epoch_permutation, fit
+from shiftcurv.train.sgd import TrainSettings, TrainState, epoch_permutation, fit
 
 
 def settings(**kw):

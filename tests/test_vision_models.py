@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from shiftcurv import ShiftcurvError, models, sweep, vision
+from shiftcurv import ShiftcurvError, models
+from shiftcurv.config.checks import option_problems
+from shiftcurv.models import vision
 
 CIFAR = (3, 32, 32)
 ARCHS = ("vgg16", "resnet10", "vgg9")
@@ -169,13 +171,13 @@ def test_registry_holds_the_builders_and_builds_vgg9():
 def test_option_problems_accepts_resnet_options_and_rejects_unknown():
     fn, skip = models.ARCHITECTURES["resnet10"], ("type", "in_shape", "n_classes")
     good = {"type": "resnet10", "channels": [16, 32], "blocks_per_group": 2}
-    assert sweep.option_problems("archs.r", fn, good, skip=skip) == []
-    bad = sweep.option_problems("archs.r", fn, {"type": "resnet10", "depth": 10}, skip=skip)
+    assert option_problems("archs.r", fn, good, skip=skip) == []
+    bad = option_problems("archs.r", fn, {"type": "resnet10", "depth": 10}, skip=skip)
     assert len(bad) == 1 and "'depth'" in bad[0] and "blocks_per_group" in bad[0]
-    assert sweep.option_problems("archs.r", fn, {"blocks_per_group": 2.5}, skip=skip)
-    assert sweep.option_problems("archs.v", models.ARCHITECTURES["vgg16"],
+    assert option_problems("archs.r", fn, {"blocks_per_group": 2.5}, skip=skip)
+    assert option_problems("archs.v", models.ARCHITECTURES["vgg16"],
                                  {"dense_width": 256, "batch_norm": True}, skip=skip) == []
-    assert sweep.option_problems("archs.v", models.ARCHITECTURES["vgg9"],
+    assert option_problems("archs.v", models.ARCHITECTURES["vgg9"],
                                  {"batch_norm": "yes"}, skip=skip)
 
 

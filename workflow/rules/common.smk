@@ -6,15 +6,17 @@ from pathlib import Path
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # run from a source checkout too
-from shiftcurv import cost  # noqa: E402  (light: no torch)
-from shiftcurv import fig5 as f5  # noqa: E402  (light: no torch)
+from shiftcurv.sweep import cost  # noqa: E402  (light: no torch)
+from shiftcurv.sweep import fig5 as f5  # noqa: E402  (light: no torch)
 from shiftcurv import sweep as sw  # noqa: E402  (light: no torch)
-from shiftcurv.plots import figure_names  # noqa: E402
+from shiftcurv.config import normalise_numbers  # noqa: E402
+from shiftcurv.config.checks import data_source_problems, semantic_problems  # noqa: E402
+from shiftcurv.plots.sweep import figure_names  # noqa: E402
 
 
-config.update(sw.normalise_numbers(config))  # YAML reads 1e-4 as a string
+config.update(normalise_numbers(config))  # YAML reads 1e-4 as a string
 validate(config, "../schemas/config.schema.yaml")
-_problems = sw.semantic_problems(config)
+_problems = semantic_problems(config)
 if _problems:
     raise ValueError("invalid config:\n  " + "\n  ".join(_problems))
 
@@ -108,7 +110,7 @@ def check_data_sources():
     dataset already prepared into results/data/ needs its source no more."""
     problems = [
         p
-        for p in sw.data_source_problems(config)
+        for p in data_source_problems(config)
         if not Path(DATA.format(dataset=p.split(".")[-2])).exists()
     ]
     if problems:

@@ -2,7 +2,7 @@
 # section: stage 1 once per seed, stage 2 per (lr, B, seed) from that seed's stage-1 weights, and
 # the shift runs per (split, trial). Each is one `shiftcurv train` job with its own settings in
 # params (a change reruns only that run); `snakemake fig5` builds only this part. Paths, settings
-# and the runtime helper: shiftcurv.fig5 and common.smk.
+# and the runtime helper: shiftcurv.sweep.fig5 and common.smk.
 
 
 rule fig5_stage1:

@@ -53,7 +53,7 @@ def add_config_arguments(p) -> None:
 
 def load_config_arguments(args) -> dict:
     """The validated sweep config from --config or --config-json."""
-    from shiftcurv.sweep import load_config, normalise_numbers, validate
+    from shiftcurv.config import load_config, normalise_numbers, validate
 
     if args.config:
         return load_config(args.config)

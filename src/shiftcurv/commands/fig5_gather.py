@@ -34,13 +34,13 @@ def add_arguments(p):
 def run(args) -> int:
     import yaml
 
-    from shiftcurv import fig5
-    from shiftcurv.fig5_results import build_dataset, summary
-    from shiftcurv.gather import write_netcdf
     from shiftcurv.io import read_json, write_json
+    from shiftcurv.results.fig5 import build_dataset, summary
+    from shiftcurv.results.gather import write_netcdf
+    from shiftcurv.sweep import fig5
 
     if args.config:
-        from shiftcurv.sweep import load_config
+        from shiftcurv.config import load_config
 
         config = load_config(args.config)
     else:

@@ -18,7 +18,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from shiftcurv.fig5_plots import plot_all
+    from shiftcurv.plots.fig5 import plot_all
 
     ds = open_netcdf(args.fig5, "Fig. 5 dataset", "fig5-gather")
     for p in plot_all(ds, args.outdir):

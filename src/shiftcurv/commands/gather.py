@@ -50,8 +50,8 @@ def read_records(cells, partial: bool) -> dict:
 def run(args) -> int:
     import yaml
 
-    from shiftcurv.gather import build_dataset, write_netcdf
     from shiftcurv.io import atomic_path
+    from shiftcurv.results.gather import build_dataset, write_netcdf
     from shiftcurv.sweep import cells
 
     config = load_config_arguments(args)

@@ -24,7 +24,8 @@ def add_arguments(p):
 
 def run(args) -> int:
     from shiftcurv import data, models
-    from shiftcurv.sweep import dataset_settings, load_config
+    from shiftcurv.config import load_config
+    from shiftcurv.sweep import dataset_settings
 
     rows = [("--arch", f"arg{i}", json.loads(a), tuple(args.in_shape), args.classes)
             for i, a in enumerate(args.arch)]

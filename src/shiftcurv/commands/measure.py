@@ -5,12 +5,12 @@ minimum-finding summaries (τ, ‖∇U‖, stop reasons), the loss/accuracy prof
 u = r/‖s‖ ∈ [−margin, 1 + margin], the symmetrized-fit curvatures c_train and c_test over the
 fit window (test: u ∈ [1 − w, 1], train: u ∈ [−w, 0], w = fit_window ≤ margin), ‖s‖,
 shift-curvature sᵀC_test s, the Taylor check (Eq. 3) in the paper's form and with the
-first-order terms g_testᵀs, g_trᵀs (one exact gradient each; `shiftcurv.line`), and the exact
-directional curvatures sᵀ∇²U s/‖s‖² at θ_tr and θ_test by Hessian-vector products (plain loss,
-no L2).
+first-order terms g_testᵀs, g_trᵀs (one exact gradient each; `shiftcurv.landscape.line`), and
+the exact directional curvatures sᵀ∇²U s/‖s‖² at θ_tr and θ_test by Hessian-vector products (plain
+loss, no L2).
 Optionally (settings "hessian": {"measures": [...], "points": [...], "options": {...}}), the
-curvature and sharpness measures of `shiftcurv.curvature.measure_point` (λ_max, λ_min, trace,
-ε-sharpness, non-uniformity, gradient noise, coherence; docs/measures.md) at the SGD solution
+curvature and sharpness measures of `shiftcurv.landscape.curvature.measure_point` (λ_max, λ_min,
+trace, ε-sharpness, non-uniformity, gradient noise, coherence; docs/measures.md) at the SGD solution
 ("sgd", train loss), θ_tr ("train", train loss) and θ_test ("test", test loss).
 If an upstream step diverged or failed, the record carries its status and no measures; if a
 minimum ended "unconverged" (step cap or stall), the cell is measured and keeps that status.
@@ -63,8 +63,8 @@ def run(args) -> int:
 
     from shiftcurv import data
     from shiftcurv.io import load_state, read_json, write_json
-    from shiftcurv.line import line_grid, loss_profiles, shift_curvature_measures
-    from shiftcurv.objective import Objective
+    from shiftcurv.landscape.line import line_grid, loss_profiles, shift_curvature_measures
+    from shiftcurv.landscape.objective import Objective
 
     set_threads(args.threads)
     s = parse_settings(args.settings)
@@ -139,9 +139,9 @@ def run(args) -> int:
 def hessian_measures(hessian: dict, objectives: dict, thetas: dict, args, ds, s: dict, dtype,
                      train_rec: dict) -> dict:
     """{point: {measure: value}} for the configured points (sgd, train, test)."""
-    from shiftcurv.curvature import measure_point
     from shiftcurv.io import load_state
-    from shiftcurv.objective import Objective
+    from shiftcurv.landscape.curvature import measure_point
+    from shiftcurv.landscape.objective import Objective
 
     out = {}
     for point in hessian.get("points", ["train", "test"]):

@@ -1,5 +1,5 @@
 """Find θ_tr (split=train) or θ_test (split=test) from the SGD solution: the endpoint of gradient
-flow on that split's objective U_α = loss + (α/2)‖θ‖² (see `shiftcurv.minima`).
+flow on that split's objective U_α = loss + (α/2)‖θ‖² (see `shiftcurv.landscape.minima`).
 
 method "flow" (default) integrates the flow with step-size control; method "paper" is the paper's
 protocol (minibatch GD at lr 1e-4, batch 5000, no shuffle, up to 10000 epochs). Both go to flow
@@ -54,8 +54,8 @@ def add_arguments(p):
 def run(args) -> int:
     from shiftcurv import data
     from shiftcurv.io import load_state, read_json, save_state, write_json
-    from shiftcurv.minima import find_minimum
-    from shiftcurv.objective import Objective
+    from shiftcurv.landscape.minima import find_minimum
+    from shiftcurv.landscape.objective import Objective
     from shiftcurv.progress import Progress
 
     set_threads(args.threads)

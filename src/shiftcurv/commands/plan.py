@@ -1,8 +1,8 @@
 """Print the compute plan of a sweep before (or while) it runs: per dataset x arch the cells
 total / done / left, the jobs per rule, the SLURM submissions after grouping, and the GPU- and
 CPU-hours left, from a cost model calibrated on the benchmark files finished jobs left (see
-shiftcurv.cost). With no finished job it says it is uncalibrated; with some, it reports its own
-error on them. Reads only the config and the results directory; fast (10 000 cells < 2 s).
+shiftcurv.sweep.cost). With no finished job it says it is uncalibrated; with some, it reports its
+own error on them. Reads only the config and the results directory; fast (10 000 cells < 2 s).
 
 Examples:
   shiftcurv plan                                   # config.yaml, results/ of this directory
@@ -36,8 +36,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from shiftcurv import cost
-    from shiftcurv.sweep import capped_lines, capped_temperatures, load_config
+    from shiftcurv.config import load_config
+    from shiftcurv.sweep import capped_lines, capped_temperatures, cost
 
     if args.group_components < 1:
         raise ShiftcurvError(f"--group-components must be >= 1, got {args.group_components}")

@@ -16,7 +16,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from shiftcurv.plots import plot_all
+    from shiftcurv.plots.sweep import plot_all
 
     ds = open_netcdf(args.sweep, "gathered dataset", "gather")
     for p in plot_all(ds, args.outdir):

@@ -42,8 +42,8 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from shiftcurv.status import STATUSES, set_aside, summary, sweep_status
     from shiftcurv.sweep import cells
+    from shiftcurv.sweep.status import STATUSES, set_aside, summary, sweep_status
 
     if args.set_aside and not args.check:
         raise ShiftcurvError("--set-aside needs --check")

@@ -74,7 +74,7 @@ def run(args) -> int:
     progress(f"wrote {args.out} in {time.time() - t0:.1f} s")
     print(args.out)
     if not args.no_figures:
-        from shiftcurv.synthetic_plots import plot_all
+        from shiftcurv.plots.synthetic import plot_all
 
         for p in plot_all(args.out, args.figures):
             print(p)

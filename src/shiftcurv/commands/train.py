@@ -77,7 +77,7 @@ def load_checkpoint(path: Path, key: str, model, epochs: int):
     import torch
 
     from shiftcurv.io import load_state
-    from shiftcurv.training import TrainState
+    from shiftcurv.train.sgd import TrainState
 
     if not path.exists():
         return None
@@ -118,7 +118,7 @@ def remove_stale_temporaries(*paths: Path) -> None:
 
 
 def run(args) -> int:
-    from shiftcurv.signals import EXIT_INTERRUPTED, Abandoned, stop_on_signals
+    from shiftcurv.train.signals import EXIT_INTERRUPTED, Abandoned, stop_on_signals
 
     # installed first, so that Lightning's SIGTERM handler (set in Trainer.fit) chains ours
     with stop_on_signals() as stop:
@@ -156,11 +156,12 @@ def final_losses(history: dict, window: int) -> dict:
 def train(args, stop) -> int:
     import torch
 
-    from shiftcurv import data, splits
+    from shiftcurv import data
+    from shiftcurv.data import splits
     from shiftcurv.io import save_state, write_json
-    from shiftcurv.objective import Objective
+    from shiftcurv.landscape.objective import Objective
     from shiftcurv.progress import Progress
-    from shiftcurv.training import TrainSettings, TrainState, fit, settings_dict
+    from shiftcurv.train.sgd import TrainSettings, TrainState, fit, settings_dict
 
     set_threads(args.threads)
     s = parse_settings(args.settings)
@@ -208,7 +209,7 @@ def train(args, stop) -> int:
     state = fit(model, x, y, settings, state or TrainState(), checkpoint, Progress(), stop,
                 eval_data)
     if state.interrupted is not None:
-        from shiftcurv.signals import EXIT_INTERRUPTED
+        from shiftcurv.train.signals import EXIT_INTERRUPTED
 
         where = (f"checkpoint written to {ckpt}" if ckpt.exists()
                  else "no checkpoint (no epoch finished)")

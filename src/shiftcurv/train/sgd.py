@@ -1,8 +1,8 @@
 """SGD at temperature T, with PyTorch Lightning as the harness.
 
 Plain SGD (momentum 0), η = T·B, weight decay α (= L2 coefficient on ½‖θ‖², see
-`shiftcurv.objective`) in the training objective only; the loss we evaluate and report is the plain
-cross-entropy, as in the paper (L2_AT_EVAL: False).
+`shiftcurv.landscape.objective`) in the training objective only; the loss we evaluate and report
+is the plain cross-entropy, as in the paper (L2_AT_EVAL: False).
 
 Speed: the data lives on the device as two tensors. Each Lightning "batch" is one whole epoch: the
 module draws that epoch's permutation (a pure function of seed and epoch) and runs all of its
@@ -15,10 +15,10 @@ resumed from a checkpoint taken at an epoch boundary continues exactly as if uni
 because SGD without momentum has no state besides θ and the batch order depends only on
 (seed, epoch).
 
-Stopping: `fit(..., stop=StopRequest)` (shiftcurv.signals) is read once per epoch, at the epoch
-boundary. When a stop signal has arrived and epochs remain, the module writes a checkpoint there
-and ends the fit with `state.interrupted` set to the signal's name (status stays "running"), so
-the caller can exit non-zero and a rerun resumes bit-identically. Lightning's own SIGTERM path
+Stopping: `fit(..., stop=StopRequest)` (shiftcurv.train.signals) is read once per epoch, at the
+epoch boundary. When a stop signal has arrived and epochs remain, the module writes a checkpoint
+there and ends the fit with `state.interrupted` set to the signal's name (status stays "running"),
+so the caller can exit non-zero and a rerun resumes bit-identically. Lightning's own SIGTERM path
 (`SIGTERMException`) is caught and handled the same way; its SLURM auto-requeue is off.
 """
 
@@ -36,7 +36,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from shiftcurv.temperature import epoch_budget, epoch_seed, learning_rate, steps_per_epoch
+from shiftcurv.sweep.temperature import epoch_budget, epoch_seed, learning_rate, steps_per_epoch
 
 
 @dataclass
@@ -110,7 +110,7 @@ class SGDModule(pl.LightningModule):
         self.state = state
         self.checkpoint = checkpoint  # callable(module) at checkpoint epochs
         self.progress = progress or (lambda msg, force=False: None)
-        self.stop_request = stop  # shiftcurv.signals.StopRequest, read once per epoch
+        self.stop_request = stop  # shiftcurv.train.signals.StopRequest, read once per epoch
         self.checkpointed_epoch = state.epoch  # the epoch whose state is on disk (or initial)
         self.automatic_optimization = False
 
@@ -258,7 +258,7 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Trai
         stop=None, eval_data=None) -> TrainState:
     """Train `model` in place from `state` (a fresh run when None) to the epoch budget or until
     the loss is not finite. Returns the final state (status "ok" or "diverged"). With `stop`
-    (a `shiftcurv.signals.StopRequest`), a stop signal ends the fit at the next epoch boundary
+    (a `shiftcurv.train.signals.StopRequest`), a stop signal ends the fit at the next epoch boundary
     after a checkpoint: status stays "running" and `state.interrupted` names the signal.
     `eval_data` (x_test, y_test) is evaluated with the train set every `eval_every` epochs."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException

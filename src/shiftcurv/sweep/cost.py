@@ -33,7 +33,7 @@ import os
 from dataclasses import dataclass, field
 
 from shiftcurv import sweep as sw
-from shiftcurv.temperature import epoch_budget, steps_per_epoch
+from shiftcurv.sweep.temperature import epoch_budget, steps_per_epoch
 
 CELL_RULES = ("train", "min_train", "min_test", "measure")
 RECORD = {"train": sw.TRAIN_OUT["record"], "min_train": sw.MIN_OUT["train"]["record"],
@@ -342,7 +342,7 @@ def plan(config: dict, root: str = ".", group_components: int = 1) -> Plan:
         for rule in CELL_RULES:
             total.jobs[rule] += row.jobs[rule]
     total.submissions = math.ceil(total.remaining / k)
-    from shiftcurv import fig5
+    from shiftcurv.sweep import fig5
 
     datasets = [*config["datasets"], *(fig5.catalog(config, "datasets") if fig5.section(config)
                                        else [])]
@@ -350,7 +350,7 @@ def plan(config: dict, root: str = ".", group_components: int = 1) -> Plan:
             if not os.path.exists(os.path.join(root, sw.DATA_FILE.format(dataset=d)))]
     gather = int(total.remaining > 0 or not os.path.exists(os.path.join(root, "results",
                                                                          "sweep.nc")))
-    from shiftcurv.plots import figure_names  # light (no matplotlib at import)
+    from shiftcurv.plots.sweep import figure_names  # light (no matplotlib at import)
 
     plots = int(gather or not all(os.path.exists(os.path.join(root, f))
                                   for f in figure_names(config)))
@@ -364,7 +364,7 @@ def plan(config: dict, root: str = ".", group_components: int = 1) -> Plan:
 def fig5_jobs_left(config: dict, root: str) -> dict[str, int]:
     """Fig. 5 runs without a record, per rule (each its own submission; not in the cost model:
     their epochs are fixed by the config, not by T)."""
-    from shiftcurv import fig5
+    from shiftcurv.sweep import fig5
 
     if fig5.section(config) is None:
         return {}

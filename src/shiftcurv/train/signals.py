@@ -11,7 +11,7 @@ last checkpoint on disk (periodic or signal-written) is where the rerun resumes.
 
 Lightning 2.6 installs its own SIGTERM handler during `Trainer.fit` (it records the signal and
 raises `SIGTERMException`, a `SystemExit`, after the current batch) and keeps any handler that
-was there before as part of a chain, so ours, installed first, still runs; `shiftcurv.training`
+was there before as part of a chain, so ours, installed first, still runs; `shiftcurv.train.sgd`
 catches that exception and turns it into the same stop. Lightning's SLURM auto-requeue (SIGUSR1
 → `scontrol requeue`) is switched off (`SLURMEnvironment(auto_requeue=False)`): resubmission is
 Snakemake's job, never both. See docs/reliability.md.

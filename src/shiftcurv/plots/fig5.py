@@ -1,4 +1,4 @@
-"""The Fig. 5 figures, drawn from results/fig5.nc only (layout: shiftcurv.fig5_results).
+"""The Fig. 5 figures, drawn from results/fig5.nc only (layout: shiftcurv.results.fig5).
 
 - fig5.png: final train and test loss versus T = lr/B, one colour per B (mean ± sd over seeds),
   with the collapse numbers in the titles; the shuffle experiment (default vs reshuffled split,
@@ -18,8 +18,8 @@ import json
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
-from shiftcurv.fig5_results import shared_temperatures
-from shiftcurv.plots import _setup
+from shiftcurv.plots.sweep import _setup
+from shiftcurv.results.fig5 import shared_temperatures
 from shiftcurv.sweep import format_temperature
 
 

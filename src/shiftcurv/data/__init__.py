@@ -89,7 +89,7 @@ def _cifar10(root: str = "", train_samples: int = 50000, test_samples: int = 100
     TRAIN_SAMPLE_COUNT; nested: a smaller count keeps a subset of a larger one's images), scaled
     to [0, 1] and, with `normalise`, standardised per channel with the training subset's own
     mean and std (the test set reuses them). No augmentation: the loss landscape must be fixed."""
-    from shiftcurv import cifar
+    from shiftcurv.data import cifar
 
     if not root:
         raise ShiftcurvError("datasets.cifar10 needs `root:` (the extracted cifar-10-batches-bin/ "

@@ -16,7 +16,7 @@ import torch
 from torch.func import grad, jvp, vjp, vmap
 
 from shiftcurv import ShiftcurvError
-from shiftcurv.curvature import EigResult, ObjectiveFunctions, lanczos
+from shiftcurv.landscape.curvature import EigResult, ObjectiveFunctions, lanczos
 
 
 # -- ε-sharpness (Keskar et al. 2017) ------------------------------------------------------------

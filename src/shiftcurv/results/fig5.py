@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from shiftcurv import __version__, fig5
+from shiftcurv import __version__
+from shiftcurv.sweep import fig5
 from shiftcurv.sweep import format_temperature
 
 STAGE2_VARS = {

@@ -10,7 +10,7 @@ T = lr/B, not on lr and B separately.
 
 *Shift experiments*, trial t = 0..trials-1, each from a fresh init (seed t): `default` trains on
 the dataset's own split; `shuffle_seed~t` on the pooled data split again at random with the
-default sizes; `sample_size~n` on n pooled samples split proportionally (shiftcurv.splits).
+default sizes; `sample_size~n` on n pooled samples split proportionally (shiftcurv.data.splits).
 Default and shuffled trials share their init seed, so they compare pairwise.
 """
 
@@ -82,7 +82,7 @@ def shift_runs(config: dict) -> list[tuple[str, int]]:
 
 
 def split_of(label: str, seed: int) -> dict:
-    """The data split a shift run trains on (shiftcurv.splits.apply)."""
+    """The data split a shift run trains on (shiftcurv.data.splits.apply)."""
     if label == "default":
         return {}
     kind, value = label.split("~")

@@ -1,6 +1,6 @@
 """Curvature of U_α(θ) at a point: Hessian operator, extreme eigenvalues, trace, reparametrization.
 
-    H = ∇²U_α(θ) = (1/N) Σ_i ∇²ℓ_i(θ) + α I            (U_α as in `shiftcurv.objective`)
+    H = ∇²U_α(θ) = (1/N) Σ_i ∇²ℓ_i(θ) + α I            (U_α as in `shiftcurv.landscape.objective`)
 
 Everything is exact up to floating point where it can be: Hessian-vector products (HVPs) are
 exact, chunked over the data with chunk *sums* divided by N (some public tools sum per-batch
@@ -23,7 +23,7 @@ an a-posteriori error estimate and so needs fewer HVPs than ARPACK for the same 
 `eigsh` is offered as the cross-check), `hutchinson` and `hutchpp` (trace, with standard errors),
 `directional_curvature`, `recompute_bn_stats`, `alpha_scale` (Dinh et al. 2017), and
 `measure_point`, which computes a list of named measures (this module's and
-`shiftcurv.sharpness`'s) as flat scalars.
+`shiftcurv.landscape.sharpness`'s) as flat scalars.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, grad, jvp
 
 from shiftcurv import ShiftcurvError
-from shiftcurv.measure_options import DEFAULT_OPTIONS, MEASURES
+from shiftcurv.config.measure_options import DEFAULT_OPTIONS, MEASURES
 
 BACKENDS = ("kept-graph", "double-backward", "forward-over-reverse", "reverse-over-forward")
 
@@ -571,7 +571,7 @@ def measure_point(objective, theta: torch.Tensor, measures: Sequence[str], *, lr
     grad_coherence  grad_coherence, grad_coherence_stderr, grad_cosine, grad_coherence_pairs
     and {measure}_seconds for each.
     """
-    from shiftcurv import sharpness
+    from shiftcurv.landscape import sharpness
 
     unknown = [m for m in measures if m not in MEASURES]
     if unknown:

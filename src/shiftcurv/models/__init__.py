@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from shiftcurv import ShiftcurvError
-from shiftcurv.vision import resnet10, vgg9, vgg16  # CIFAR-10 nets; torch-free at import
+from shiftcurv.models.vision import resnet10, vgg9, vgg16  # CIFAR-10 nets; torch-free at import
 
 
 def mlp(in_shape: Sequence[int], n_classes: int, widths: Sequence[int] = (100, 100),

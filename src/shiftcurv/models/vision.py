@@ -95,7 +95,8 @@ def vgg9(in_shape: Sequence[int], n_classes: int, batch_norm: bool = True,
 @functools.cache
 def _classes() -> dict:
     """The torch module classes, defined on first use (so importing needs no torch). Exposed as
-    `shiftcurv.vision.BasicBlock` / `.ResNet` (module `__getattr__`), so the models pickle."""
+    `shiftcurv.models.vision.BasicBlock` / `.ResNet` (module `__getattr__`), so the models
+    pickle."""
     import torch.nn as nn
 
     class BasicBlock(nn.Module):

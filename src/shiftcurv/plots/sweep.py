@@ -54,7 +54,7 @@ def _first_ok(sub, temperature):
 
 def fig1(sub, path, title: str) -> bool:
     """Profiles along the line for the lowest and highest temperature with an ok cell."""
-    from shiftcurv.line import reflected_branch
+    from shiftcurv.landscape.line import reflected_branch
 
     plt, _ = _setup()
     ok_t = [t for t in sub["temperature"].values if _first_ok(sub, t) is not None]

@@ -1,0 +1,125 @@
+"""Per-step settings of a cell: only the cell's own resolved values, passed to each `shiftcurv`
+step as JSON (Snakemake's `params`, its rerun trigger: adding a temperature never touches the
+other cells). Torch-free."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from shiftcurv import ShiftcurvError
+from shiftcurv.sweep.cells import (
+    Cell,
+    cells,
+    dataset_test_size,
+    dataset_train_size,
+    format_temperature,
+)
+
+
+def dataset_settings(config: dict, dataset: str) -> dict:
+    from shiftcurv.sweep.fig5 import catalog
+
+    opts = dict(catalog(config, "datasets")[dataset])
+    return {"name": opts.pop("type", dataset), "options": opts}
+
+
+def train_settings(config: dict, cell: Cell) -> dict:
+    from shiftcurv.sweep.temperature import epoch_budget, learning_rate
+
+    tr = config["train"]
+    return {
+        "arch": config["archs"][cell.arch], "temperature": cell.T, "batch_size": cell.batch_size,
+        "seed": cell.seed, "l2": tr["l2"], "epochs_ref": tr["epochs_ref"],
+        "temperature_ref": tr["temperature_ref"], "max_epochs": tr["max_epochs"],
+        "checkpoint_every": tr["checkpoint_every"], "device": tr["device"],
+        # derived, so a change of rule shows in the params too
+        "lr": learning_rate(cell.T, cell.batch_size),
+        "epochs": epoch_budget(cell.T, tr["epochs_ref"], tr["temperature_ref"], tr["max_epochs"]),
+    }
+
+
+def _device(config: dict) -> dict:
+    """Minimum finding and measures compute where training does; stated only when not the CPU,
+    so that CPU sweeps keep the params (and so the finished jobs) they had."""
+    device = config["train"]["device"]
+    return {} if device == "cpu" else {"device": device}
+
+
+def paper_batch_size(config: dict, arch: str) -> int:
+    """The paper method's minibatch size for `arch` (paper: 5000 VGG, 10000 ResNet)."""
+    b = config["minimize"]["batch_size"]
+    return int(b.get(arch, b.get("default", 5000)) if isinstance(b, dict) else b)
+
+
+def split_size(config: dict, dataset: str, split: str) -> int | None:
+    opts = config["datasets"][dataset]
+    opts = opts | {"type": opts.get("type", dataset)}
+    return dataset_train_size(opts) if split == "train" else dataset_test_size(opts)
+
+
+def flow_time(config: dict, cell: Cell, split: str) -> float:
+    """τ_max of the split's minimum: `minimize.tau_max` (a number, or {train, test}) when the
+    config gives it, else the flow time the paper's protocol reaches on this split (App. G:
+    minibatch GD at lr with batch B_arch, no shuffle, last batch kept, max_epochs epochs),
+
+        τ = lr · ⌈N_split / B_arch⌉ · max_epochs
+
+    (CIFAR-10: train 10 (VGG, B 5000) / 5 (ResNet, B 10000), test 2 / 1; the default MNIST-1D:
+    1 and 1). So `method: flow` and `method: paper` reach the same endpoint from one config."""
+    mn = config["minimize"]
+    given = mn.get("tau_max")
+    if isinstance(given, dict):
+        return float(given[split])
+    if given is not None:
+        return float(given)
+    n = split_size(config, cell.dataset, split)
+    if n is None:
+        raise ShiftcurvError(f"minimize.tau_max: the size of dataset {cell.dataset!r}'s {split} "
+                             f"split is not known before it is built: give tau_max")
+    return float(mn["lr"]) * math.ceil(n / paper_batch_size(config, cell.arch)) * \
+        int(mn["max_epochs"])
+
+
+def minimize_settings(config: dict, cell: Cell, split: str) -> dict:
+    mn = dict(config["minimize"])
+    mn["batch_size"] = paper_batch_size(config, cell.arch)
+    mn["tau_max"] = flow_time(config, cell, split)
+    return {"arch": config["archs"][cell.arch], "split": split, "l2": config["train"]["l2"],
+            **mn, **_device(config)}
+
+
+def capped_temperatures(config: dict) -> dict[str, tuple[int, int]]:
+    """{temperature: (epochs run, epochs the E·T budget asks)} for every temperature whose budget
+    train.max_epochs cuts: those cells train for less E·T than the others."""
+    from shiftcurv.sweep.temperature import epoch_budget
+
+    tr = config["train"]
+    out = {}
+    for t in dict.fromkeys(format_temperature(t) for t in config["temperatures"]):
+        want = epoch_budget(float(t), tr["epochs_ref"], tr["temperature_ref"], 2**62)
+        if want > tr["max_epochs"]:
+            out[t] = (int(tr["max_epochs"]), want)
+    return out
+
+
+def capped_lines(config: dict) -> list[str]:
+    """One warning line per capped temperature, naming its cells (none when nothing is capped)."""
+    per_t = len(cells(config)) // max(1, len(dict.fromkeys(
+        format_temperature(t) for t in config["temperatures"])))
+    tr = config["train"]
+    cells_at = f"{per_t} cell{'s' if per_t != 1 else ''}"
+    return [f"shiftcurv: warning: train.max_epochs {run} caps the {cells_at} at T~{t} "
+            f"(runs/*/*/T~{t}/...): {run} epochs where E*T = {tr['epochs_ref']:g} x "
+            f"{tr['temperature_ref']:g} asks {want}, so they train for E*T = {run * float(t):.3g} "
+            f"instead of {want * float(t):.3g}"
+            for t, (run, want) in capped_temperatures(config).items()]
+
+
+def measure_settings(config: dict, cell: Cell) -> dict:
+    return {"arch": config["archs"][cell.arch], "l2": config["train"]["l2"], "seed": cell.seed,
+            **config["measure"], **_device(config)}
+
+
+def as_json(settings: dict) -> str:
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"))
