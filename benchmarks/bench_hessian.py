@@ -11,7 +11,7 @@ initialisation. Prints
      eigsh (ARPACK) and PyHessian-style power iteration, against a machine-precision reference
      (goal: ≤ 25 HVPs);
   3. λ_min and a Hutch++ trace, for scale;
-  4. the time of each measure of `curvature.measure_point` with its default options.
+  4. the time of each measure of `measures.measure_point` with its default options.
 Runs in well under 2 minutes on one CPU core.
 """
 
@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from shiftcurv.landscape import curvature
+from shiftcurv.landscape import eigen, hessian, measures, trace
 from shiftcurv.landscape.objective import Objective
 
 
@@ -48,12 +48,12 @@ def build_problem(seed: int = 0, n: int = 4000, dim: int = 40, classes: int = 10
     return model, x, y
 
 
-def gradient(obj: Objective, theta: torch.Tensor, fn: curvature.ObjectiveFunctions, chunk: int):
+def gradient(obj: Objective, theta: torch.Tensor, chunk: int):
     """One full gradient with the same loss function and chunks the HVP uses."""
     t = theta.clone().requires_grad_(True)
     out = torch.zeros_like(theta)
-    for xc, yc in fn.chunks(chunk):
-        out += torch.autograd.grad(fn.loss_sum(t, xc, yc), t)[0]
+    for xc, yc in obj.chunks(chunk):
+        out += torch.autograd.grad(obj.loss_sum(t, xc, yc), t)[0]
     return out
 
 
@@ -80,30 +80,29 @@ def cost_table(model, x, y, reps: int) -> None:
           f"(median over {reps} rounds of the per-round ratio)")
     print("   a) each backend at a given chunk size, against the gradient at that chunk size")
     print(f"   {'dtype':8s} {'chunk':>6s} {'gradient ms':>12s}  " + "  ".join(
-        f"{b:>20s}" for b in curvature.BACKENDS) + f"  {'graph build':>12s}")
+        f"{b:>20s}" for b in hessian.BACKENDS) + f"  {'graph build':>12s}")
     defaults = {}
     for dtype in (torch.float32, torch.float64):
         for chunk in (4096, 1000):
             obj = Objective(model, x, y, dtype=dtype, chunk_size=chunk)
             theta = obj.theta_of()
-            fn = curvature.ObjectiveFunctions(obj)
             v = torch.randn(obj.dim, dtype=dtype)
-            ops = {b: curvature.HessianOperator(obj, theta, backend=b, chunk_size=chunk)
-                   for b in curvature.BACKENDS}
+            ops = {b: hessian.HessianOperator(obj, theta, backend=b, chunk_size=chunk)
+                   for b in hessian.BACKENDS}
             t0 = time.perf_counter()
             ops["kept-graph"](v)  # builds the first-order graph, then one HVP
             build = time.perf_counter() - t0
-            fs = {"grad": lambda o=obj, t=theta, f=fn, c=chunk: gradient(o, t, f, c)}
+            fs = {"grad": lambda o=obj, t=theta, c=chunk: gradient(o, t, c)}
             fs.update({b: (lambda op=op, v=v: op(v)) for b, op in ops.items()})
             if chunk == 4096:  # the objective's default: also time the default operator
-                default = curvature.HessianOperator(obj, theta)
+                default = hessian.HessianOperator(obj, theta)
                 default(v)
                 fs["default"] = lambda op=default, v=v: op(v)
                 fs["value_and_grad"] = lambda o=obj, t=theta: o.value_and_grad(t)
             rounds = _interleaved(fs, reps)
             t_grad = statistics.median(rounds["grad"])
             print(f"   {str(dtype)[6:]:8s} {chunk:6d} {1e3 * t_grad:12.2f}  "
-                  + "  ".join(f"{_ratio(rounds, b, 'grad'):19.2f}x" for b in curvature.BACKENDS)
+                  + "  ".join(f"{_ratio(rounds, b, 'grad'):19.2f}x" for b in hessian.BACKENDS)
                   + f"  {build / t_grad:11.2f}x")
             if chunk == 4096:
                 defaults[dtype] = (default.backend, default.chunk_size,
@@ -118,7 +117,7 @@ def cost_table(model, x, y, reps: int) -> None:
 def power_iteration(op, tol: float, max_iter: int, seed: int = 0):
     """PyHessian-style: normalised power iteration, stop on relative change of the Rayleigh
     quotient below tol."""
-    v = curvature._probe_vector(op.dim, seed, dtype=op.dtype)
+    v = eigen._probe_vector(op.dim, seed, dtype=op.dtype)
     v /= v.norm()
     lam = None
     for i in range(1, max_iter + 1):
@@ -134,9 +133,9 @@ def power_iteration(op, tol: float, max_iter: int, seed: int = 0):
 def eigen_table(model, x, y) -> None:
     obj = Objective(model, x, y, dtype=torch.float64)
     theta = obj.theta_of()
-    op = curvature.HessianOperator(obj, theta)
+    op = hessian.HessianOperator(obj, theta)
     op(torch.zeros(obj.dim, dtype=torch.float64))  # build the kept graph outside the timings
-    ref = curvature.eigsh(op, which="LA", tol=0.0).eigenvalues[0]
+    ref = eigen.eigsh(op, which="LA", tol=0.0).eigenvalues[0]
     print(f"\n2. λ_max (float64, backend {op.backend}); reference by eigsh tol=0: {ref:.15g}")
     print(f"   {'method':40s} {'HVPs':>5s} {'seconds':>8s} {'rel. error':>11s}")
 
@@ -147,22 +146,22 @@ def eigen_table(model, x, y) -> None:
         dt = time.perf_counter() - t0
         print(f"   {name:40s} {op.n_hvp - start:5d} {dt:8.3f} {abs(val - ref) / abs(ref):11.2e}")
 
-    row("Lanczos (ours), tol 1e-8", lambda: curvature.lambda_max(op, tol=1e-8).eigenvalues[0])
-    row("Lanczos (ours), tol 1e-10", lambda: curvature.lambda_max(op, tol=1e-10).eigenvalues[0])
+    row("Lanczos (ours), tol 1e-8", lambda: eigen.lambda_max(op, tol=1e-8).eigenvalues[0])
+    row("Lanczos (ours), tol 1e-10", lambda: eigen.lambda_max(op, tol=1e-10).eigenvalues[0])
     row("scipy eigsh (ARPACK), tol 1e-8",
-        lambda: curvature.eigsh(op, which="LA", tol=1e-8).eigenvalues[0])
+        lambda: eigen.eigsh(op, which="LA", tol=1e-8).eigenvalues[0])
     row("power iteration, tol 1e-3 (PyHessian)", lambda: power_iteration(op, 1e-3, 100)[0])
     row("power iteration, tol 1e-10, ≤ 300 HVPs", lambda: power_iteration(op, 1e-10, 300)[0])
 
     print("\n3. for scale")
     t0 = time.perf_counter()
     start = op.n_hvp
-    lo = curvature.lambda_min(op)
+    lo = eigen.lambda_min(op)
     print(f"   λ_min {lo.eigenvalues[0]:.6g} (Lanczos, tol 1e-8 of the spectral radius): "
           f"{op.n_hvp - start} HVPs, {time.perf_counter() - t0:.2f} s, "
           f"converged={lo.converged}")
     t0 = time.perf_counter()
-    tr = curvature.hutchpp(op, op.dim, n_matvec=99)
+    tr = trace.hutchpp(op, op.dim, n_matvec=99)
     print(f"   tr H {tr.trace:.6g} ± {tr.stderr:.2g} (Hutch++, 99 HVPs): "
           f"{time.perf_counter() - t0:.2f} s")
 
@@ -170,12 +169,12 @@ def eigen_table(model, x, y) -> None:
 def measure_table(model, x, y) -> None:
     """Every measure of `measure_point` with its defaults (float32, as a run would call it)."""
     obj = Objective(model, x, y, l2=1e-5)
-    out = curvature.measure_point(obj, obj.theta_of(), curvature.MEASURES, lr=0.1,
-                                  batch_size=100, seed=0)
+    out = measures.measure_point(obj, obj.theta_of(), measures.MEASURES, lr=0.1,
+                                 batch_size=100, seed=0)
     print("\n4. measure_point, all measures, default options (float32, η = 0.1, B = 100)")
     prefix = {"nonuniformity": ("wme_",), "grad_noise_trace": ("grad_noise", "grad_mean"),
               "grad_coherence": ("grad_coherence", "grad_cosine")}
-    for name in curvature.MEASURES:
+    for name in measures.MEASURES:
         keys = [k for k in out if k.startswith(prefix.get(name, (name,)))
                 and not k.endswith("seconds")]
         shown = ", ".join(f"{k} {out[k]:.4g}" for k in keys)

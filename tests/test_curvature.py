@@ -1,7 +1,7 @@
 """The Hessian operator and its measures against dense ground truth (tiny MLP, float64).
 
 Dense truth: `torch.func.hessian` of the flattened objective, written here independently of
-`shiftcurv.landscape.curvature` (mean cross-entropy of functional_call plus the L2 term).
+`shiftcurv.landscape.hessian` (mean cross-entropy of functional_call plus the L2 term).
 """
 
 import copy
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from shiftcurv import ShiftcurvError, data, models
-from shiftcurv.landscape import curvature
+from shiftcurv.landscape import batchnorm, eigen, hessian, measures, trace
 from shiftcurv.landscape import filter_normalised as landscape
 from shiftcurv.landscape.objective import Objective
 
@@ -51,10 +51,10 @@ def _rel(a, b):
     return float((a - b).norm() / b.norm())
 
 
-@pytest.mark.parametrize("backend", curvature.BACKENDS)
+@pytest.mark.parametrize("backend", hessian.BACKENDS)
 def test_hvp_backends_match_dense(point, backend):
     obj, theta, H, _ = point
-    op = curvature.HessianOperator(obj, theta, backend=backend)
+    op = hessian.HessianOperator(obj, theta, backend=backend)
     g = torch.Generator().manual_seed(1)
     for _ in range(3):
         v = torch.randn(obj.dim, generator=g, dtype=torch.float64)
@@ -64,9 +64,9 @@ def test_hvp_backends_match_dense(point, backend):
 
 def test_auto_backend_and_objective_hvp_agree(point):
     obj, theta, H, _ = point
-    op = curvature.HessianOperator(obj, theta)
+    op = hessian.HessianOperator(obj, theta)
     assert op.backend == "kept-graph"  # tiny: the graph fits
-    small = curvature.HessianOperator(obj, theta, graph_memory=1)
+    small = hessian.HessianOperator(obj, theta, graph_memory=1)
     assert small.backend == "double-backward"
     v = torch.randn(obj.dim, dtype=torch.float64)
     assert _rel(op(v), obj.hvp(theta, v)) < 1e-12
@@ -76,15 +76,15 @@ def test_auto_backend_and_objective_hvp_agree(point):
 def test_chunking_invariance(point):
     obj, theta, _, _ = point
     v = torch.randn(obj.dim, dtype=torch.float64)
-    whole = curvature.HessianOperator(obj, theta, chunk_size=obj.n)(v)
+    whole = hessian.HessianOperator(obj, theta, chunk_size=obj.n)(v)
     for backend in ("kept-graph", "double-backward"):
-        chunked = curvature.HessianOperator(obj, theta, chunk_size=7, backend=backend)(v)
+        chunked = hessian.HessianOperator(obj, theta, chunk_size=7, backend=backend)(v)
         assert _rel(chunked, whole) < 1e-12
 
 
 def test_linear_operator_is_the_same_matrix(point):
     obj, theta, H, _ = point
-    lin = curvature.HessianOperator(obj, theta).linear_operator()
+    lin = hessian.HessianOperator(obj, theta).linear_operator()
     V = np.random.default_rng(0).normal(size=(obj.dim, 2))
     np.testing.assert_allclose(lin @ V, H.numpy() @ V, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(lin.rmatvec(V[:, 0]), H.numpy() @ V[:, 0], rtol=1e-10)
@@ -92,28 +92,28 @@ def test_linear_operator_is_the_same_matrix(point):
 
 def test_dense_from_operator(point):
     obj, theta, H, _ = point
-    assert _rel(curvature.HessianOperator(obj, theta).dense(), H) < 1e-10
+    assert _rel(hessian.HessianOperator(obj, theta).dense(), H) < 1e-10
 
 
 def test_lanczos_extreme_eigenvalues(point):
     obj, theta, _, ev = point
-    op = curvature.HessianOperator(obj, theta)
-    top = curvature.lambda_max(op, tol=1e-10)
-    bottom = curvature.lambda_min(op, tol=1e-10)
+    op = hessian.HessianOperator(obj, theta)
+    top = eigen.lambda_max(op, tol=1e-10)
+    bottom = eigen.lambda_min(op, tol=1e-10)
     assert top.converged and bottom.converged
     assert abs(top.eigenvalues[0] - ev[-1]) <= 1e-8 * abs(ev[-1])
     assert abs(bottom.eigenvalues[0] - ev[0]) <= 1e-8 * abs(ev[0])
     assert ev[0] < 0  # the point has negative curvature: λ_min is informative
     assert top.n_matvec < 25
     # the default tolerance (1e-8 in f64) holds for λ_max
-    r = curvature.lambda_max(op)
+    r = eigen.lambda_max(op)
     assert abs(r.eigenvalues[0] - ev[-1]) <= 1e-8 * abs(ev[-1])
 
 
 def test_lanczos_top_k_and_vectors(point):
     obj, theta, H, ev = point
-    op = curvature.HessianOperator(obj, theta)
-    r = curvature.lanczos(op, op.dim, k=3, tol=1e-10, return_vectors=True)
+    op = hessian.HessianOperator(obj, theta)
+    r = eigen.lanczos(op, op.dim, k=3, tol=1e-10, return_vectors=True)
     np.testing.assert_allclose(r.eigenvalues, ev.numpy()[::-1][:3], rtol=1e-8)
     for i in range(3):  # vectors converge like the square root of the values: residual ~1e-5
         v = r.eigenvectors[:, i]
@@ -122,8 +122,8 @@ def test_lanczos_top_k_and_vectors(point):
 
 def test_eigsh_cross_check(point):
     obj, theta, _, ev = point
-    op = curvature.HessianOperator(obj, theta)
-    top = curvature.lambda_max(op, tol=1e-10, method="eigsh")
+    op = hessian.HessianOperator(obj, theta)
+    top = eigen.lambda_max(op, tol=1e-10, method="eigsh")
     assert abs(top.eigenvalues[0] - ev[-1]) <= 1e-8 * abs(ev[-1])
     assert top.n_matvec > 0
 
@@ -131,9 +131,9 @@ def test_eigsh_cross_check(point):
 def test_trace_estimators(point):
     obj, theta, H, _ = point
     exact = float(H.trace())
-    op = curvature.HessianOperator(obj, theta)
-    h = curvature.hutchinson(op, op.dim, n_probes=90, seed=3)
-    pp = curvature.hutchpp(op, op.dim, n_matvec=90, seed=3)
+    op = hessian.HessianOperator(obj, theta)
+    h = trace.hutchinson(op, op.dim, n_probes=90, seed=3)
+    pp = trace.hutchpp(op, op.dim, n_matvec=90, seed=3)
     assert h.n_matvec == pp.n_matvec == 90
     assert abs(h.trace - exact) <= 3 * h.stderr
     assert abs(pp.trace - exact) <= 3 * pp.stderr
@@ -145,25 +145,25 @@ def test_directional_curvature_exact(point):
     obj, theta, H, _ = point
     d = torch.randn(obj.dim, dtype=torch.float64)
     exact = float(d @ H @ d / d.dot(d))
-    op = curvature.HessianOperator(obj, theta)
-    assert curvature.directional_curvature(op, d) == pytest.approx(exact, rel=1e-10)
+    op = hessian.HessianOperator(obj, theta)
+    assert hessian.directional_curvature(op, d) == pytest.approx(exact, rel=1e-10)
     assert obj.directional_curvature(theta, d) == pytest.approx(exact, rel=1e-10)
 
 
 def test_float32_operator(point):
     obj, theta, H, ev = point
-    op = curvature.HessianOperator(obj, theta, dtype=torch.float32)
+    op = hessian.HessianOperator(obj, theta, dtype=torch.float32)
     v = torch.randn(obj.dim, dtype=torch.float64)
     assert op(v).dtype == torch.float32
     assert _rel(op(v).double(), H @ v) < 1e-5
-    top = curvature.lambda_max(op)  # default tolerance 1e-5 in f32
+    top = eigen.lambda_max(op)  # default tolerance 1e-5 in f32
     assert abs(top.eigenvalues[0] - ev[-1]) <= 1e-4 * abs(ev[-1])
 
 
 def test_batch_norm_model_in_eval_mode():
     obj, theta = _trained(widths=(6,), batch_norm=True, steps=50)
     H = _dense_hessian(obj, theta)
-    op = curvature.HessianOperator(obj, theta)
+    op = hessian.HessianOperator(obj, theta)
     v = torch.randn(obj.dim, dtype=torch.float64)
     assert _rel(op(v), H @ v) < 1e-10
 
@@ -176,22 +176,22 @@ def test_recompute_bn_stats():
     bn.running_mean.fill_(7.0)
     bn.running_var.fill_(9.0)
     model.eval()
-    curvature.recompute_bn_stats(model, x)
+    batchnorm.recompute_bn_stats(model, x)
     pre = model[1](model[0](x))  # the BN input
     torch.testing.assert_close(bn.running_mean, pre.mean(0))
     torch.testing.assert_close(bn.running_var, pre.var(0, unbiased=True))
     assert not model.training and bn.momentum == 0.1
     # in batches: the average of per-batch statistics; the mean is still exact for equal batches
-    curvature.recompute_bn_stats(model, x, batch_size=16)
+    batchnorm.recompute_bn_stats(model, x, batch_size=16)
     torch.testing.assert_close(bn.running_mean, pre.mean(0))
 
 
 def test_measure_point(point):
     obj, theta, H, ev = point
-    names = list(curvature.MEASURES)
-    out = curvature.measure_point(obj, theta, names, lr=0.1, batch_size=32, seed=0,
-                                  options={"nonuniformity_samples": 48, "coherence_pairs": 4,
-                                           "eps_maxiter": 20, "trace_matvecs": 30})
+    names = list(measures.MEASURES)
+    out = measures.measure_point(obj, theta, names, lr=0.1, batch_size=32, seed=0,
+                                 options={"nonuniformity_samples": 48, "coherence_pairs": 4,
+                                          "eps_maxiter": 20, "trace_matvecs": 30})
     assert all(isinstance(v, float) and not math.isnan(v) for v in out.values()), out
     assert out["lambda_max"] == pytest.approx(float(ev[-1]), rel=1e-8)
     assert out["lambda_min"] == pytest.approx(float(ev[0]), abs=1e-7 * float(ev[-1]))
@@ -209,12 +209,12 @@ def test_measure_point(point):
 def test_measure_point_rejects_unknown_names(point):
     obj, theta, _, _ = point
     with pytest.raises(ShiftcurvError, match="unknown measure"):
-        curvature.measure_point(obj, theta, ["lambda_maxx"], lr=0.1, batch_size=10)
+        measures.measure_point(obj, theta, ["lambda_maxx"], lr=0.1, batch_size=10)
     with pytest.raises(ShiftcurvError, match="unknown measure option"):
-        curvature.measure_point(obj, theta, ["lambda_max"], lr=0.1, batch_size=10,
-                                options={"tol": 1})
+        measures.measure_point(obj, theta, ["lambda_max"], lr=0.1, batch_size=10,
+                               options={"tol": 1})
     with pytest.raises(ShiftcurvError, match="backend"):
-        curvature.HessianOperator(obj, theta, backend="pyhessian")
+        hessian.HessianOperator(obj, theta, backend="pyhessian")
 
 
 def test_filter_normalised_landscape(point):
@@ -252,7 +252,7 @@ def test_curvlinops_oracle(point):
     eye = torch.eye(obj.dim, dtype=torch.float64)
     theirs = H_cl @ eye  # a torch operator since curvlinops 3
     assert theirs.dtype == torch.float64 and theirs.shape == (obj.dim, obj.dim)
-    ours = curvature.HessianOperator(obj, theta, chunk_size=50).dense() - obj.l2 * eye
+    ours = hessian.HessianOperator(obj, theta, chunk_size=50).dense() - obj.l2 * eye
     assert _rel(theirs, ours) < 1e-10
     assert _rel(theirs, H - obj.l2 * eye) < 1e-10
     assert obj.l2 > 0 and _rel(theirs, H) > 1e-6  # the L2 term is visible at this tolerance
@@ -262,9 +262,9 @@ def test_operators_work_under_no_grad(point):
     obj, theta, H, _ = point
     v = torch.randn(obj.dim, dtype=torch.float64)
     with torch.no_grad():
-        for backend in curvature.BACKENDS:
-            assert _rel(curvature.HessianOperator(obj, theta, backend=backend)(v), H @ v) < 1e-10
-        out = curvature.measure_point(obj, theta, ["nonuniformity", "grad_noise_trace",
-                                                   "grad_coherence"], lr=0.1, batch_size=32,
-                                      options={"nonuniformity_samples": 16, "coherence_pairs": 2})
+        for backend in hessian.BACKENDS:
+            assert _rel(hessian.HessianOperator(obj, theta, backend=backend)(v), H @ v) < 1e-10
+        out = measures.measure_point(obj, theta, ["nonuniformity", "grad_noise_trace",
+                                                  "grad_coherence"], lr=0.1, batch_size=32,
+                                     options={"nonuniformity_samples": 16, "coherence_pairs": 2})
     assert out["wme_nonuniformity"] > 0 and out["grad_coherence"] > 0

@@ -2,7 +2,7 @@
 resnet10, each with and without batch norm, in float64.
 
 Dense truth: `torch.func.hessian` of the mean cross-entropy of `functional_call` on the whole
-set at once (written here, independently of `shiftcurv.landscape.curvature`, which works in
+set at once (written here, independently of `shiftcurv.landscape.hessian`, which works in
 chunks), and numpy's `eigvalsh` of it. The L2 objective's truth is that Hessian plus α·I (α½‖θ‖²
 has Hessian αI exactly). BN nets are measured in eval mode with running statistics taken on *other*
 inputs (so they differ from any batch statistics of the data: a library that evaluated BN in train
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from shiftcurv import ShiftcurvError, models
-from shiftcurv.landscape import curvature
+from shiftcurv.landscape import batchnorm, eigen, hessian, measures, trace
 from shiftcurv.landscape.objective import Objective
 
 N = 24  # samples
@@ -85,7 +85,7 @@ class Case:
                     m.weight.uniform_(0.5, 1.5, generator=g)
                     m.bias.normal_(0.0, 0.2, generator=g)
             other = 1.5 * torch.randn(2 * N, *in_shape, generator=g, dtype=torch.float64) + 0.3
-            curvature.recompute_bn_stats(model, other)
+            batchnorm.recompute_bn_stats(model, other)
             assert not model.training  # it keeps the mode
             # the running statistics matter: train mode (batch statistics) gives another loss
             with torch.no_grad():
@@ -144,11 +144,11 @@ def test_vgg9_width_options():
             models.build({"type": "vgg9", **bad}, IMAGE, N_CLASSES)
 
 
-@pytest.mark.parametrize("backend", curvature.BACKENDS)
+@pytest.mark.parametrize("backend", hessian.BACKENDS)
 def test_hvp_backends(case, backend):
     for obj in case.objectives():
         H = case.truth(obj)
-        op = curvature.HessianOperator(obj, case.theta, backend=backend)
+        op = hessian.HessianOperator(obj, case.theta, backend=backend)
         assert op.chunk_size == CHUNK and op.backend == backend
         for v in _vectors(case.dim):
             assert _rel(op(v), H @ v) < 1e-10, (obj.l2, backend)
@@ -158,7 +158,7 @@ def test_hvp_backends(case, backend):
 def test_objective_hvp_and_auto_operator(case):
     for obj in case.objectives():
         H = case.truth(obj)
-        op = curvature.HessianOperator(obj, case.theta)  # "auto"
+        op = hessian.HessianOperator(obj, case.theta)  # "auto"
         for v in _vectors(case.dim, seed=1):
             assert _rel(obj.hvp(case.theta, v), H @ v) < 1e-10
             assert _rel(op(v), H @ v) < 1e-10
@@ -169,22 +169,22 @@ def test_extreme_eigenvalues(case):
     scale = max(abs(ev[0]), abs(ev[-1]))  # λ_min's tolerance is relative to the spectral radius
     for obj in case.objectives():
         lo, hi = ev[0] + obj.l2, ev[-1] + obj.l2
-        op = curvature.HessianOperator(obj, case.theta)
-        top = curvature.lambda_max(op, tol=1e-10, max_iter=case.dim)
-        bottom = curvature.lambda_min(op, tol=1e-10, max_iter=case.dim)
+        op = hessian.HessianOperator(obj, case.theta)
+        top = eigen.lambda_max(op, tol=1e-10, max_iter=case.dim)
+        bottom = eigen.lambda_min(op, tol=1e-10, max_iter=case.dim)
         assert top.converged and bottom.converged
         assert abs(top.eigenvalues[0] - hi) <= 1e-9 * abs(hi)
         assert abs(bottom.eigenvalues[0] - lo) <= 1e-9 * scale
         # the default tolerance (1e-8 in float64) holds too
-        top = curvature.lambda_max(op, max_iter=case.dim)
-        bottom = curvature.lambda_min(op, max_iter=case.dim)
+        top = eigen.lambda_max(op, max_iter=case.dim)
+        bottom = eigen.lambda_min(op, max_iter=case.dim)
         assert abs(top.eigenvalues[0] - hi) <= 1e-8 * abs(hi)
         assert abs(bottom.eigenvalues[0] - lo) <= 1e-8 * scale
     # the ARPACK cross-check
-    op = curvature.HessianOperator(case.obj, case.theta)
-    assert curvature.lambda_max(op, method="eigsh").eigenvalues[0] == pytest.approx(
+    op = hessian.HessianOperator(case.obj, case.theta)
+    assert eigen.lambda_max(op, method="eigsh").eigenvalues[0] == pytest.approx(
         ev[-1], rel=1e-8)
-    assert curvature.lambda_min(op, method="eigsh").eigenvalues[0] == pytest.approx(
+    assert eigen.lambda_min(op, method="eigsh").eigenvalues[0] == pytest.approx(
         ev[0], abs=1e-8 * scale)
 
 
@@ -197,13 +197,13 @@ def test_trace_estimators(case, method):
     for obj in case.objectives():
         H = case.truth(obj)
         exact = float(H.trace())
-        op = curvature.HessianOperator(obj, case.theta)
+        op = hessian.HessianOperator(obj, case.theta)
         if method == "hutchinson":
-            t = curvature.hutchinson(op, op.dim, n_probes=n, seed=7)
+            t = trace.hutchinson(op, op.dim, n_probes=n, seed=7)
             sd = math.sqrt(2 * float(H.pow(2).sum() - H.diagonal().pow(2).sum()) / n)
             assert 0.5 * sd < t.stderr < 2 * sd
         else:
-            t = curvature.hutchpp(op, op.dim, n_matvec=n, seed=7)
+            t = trace.hutchpp(op, op.dim, n_matvec=n, seed=7)
         assert t.n_matvec == op.n_hvp == n
         assert 0 < t.stderr < math.inf
         assert abs(t.trace - exact) <= 4 * t.stderr, (obj.l2, t, exact)
@@ -212,8 +212,8 @@ def test_trace_estimators(case, method):
 def test_measure_point(case):
     """The measure step's Hessian measures (defaults but the trace's HVP count) on U_α."""
     ev, obj = case.ev, case.obj_l2
-    out = curvature.measure_point(obj, case.theta, ["lambda_max", "lambda_min", "hessian_trace"],
-                                  lr=0.1, batch_size=8, options={"trace_matvecs": 60})
+    out = measures.measure_point(obj, case.theta, ["lambda_max", "lambda_min", "hessian_trace"],
+                                 lr=0.1, batch_size=8, options={"trace_matvecs": 60})
     scale = max(abs(ev[0]), abs(ev[-1]))
     assert out["lambda_max"] == pytest.approx(ev[-1] + obj.l2, rel=1e-8)
     assert out["lambda_min"] == pytest.approx(ev[0] + obj.l2, abs=1e-8 * scale)
@@ -224,19 +224,19 @@ def test_measure_point(case):
 
 def test_directional_curvature(case):
     """c_train_hvp / c_test_hvp of the measure step, `Objective.directional_curvature(θ, s)`,
-    and `curvature.directional_curvature`, against sᵀHs/‖s‖²: for a shift s = θ' − θ, and along
+    and `hessian.directional_curvature`, against sᵀHs/‖s‖²: for a shift s = θ' − θ, and along
     the top eigenvector (where it is λ_max)."""
     g = torch.Generator().manual_seed(2)
     theta_other = case.theta + 0.1 * torch.randn(case.dim, generator=g, dtype=torch.float64)
     tol = 1e-12 * max(abs(case.ev[0]), abs(case.ev[-1]))
     for obj in case.objectives():
         H = case.truth(obj)
-        op = curvature.HessianOperator(obj, case.theta)
+        op = hessian.HessianOperator(obj, case.theta)
         for s in (theta_other - case.theta, 3.0 * case.top):
             exact = float(s @ H @ s / s.dot(s))
             assert obj.directional_curvature(case.theta, s) == pytest.approx(
                 exact, rel=1e-10, abs=tol)
-            assert curvature.directional_curvature(op, s) == pytest.approx(
+            assert hessian.directional_curvature(op, s) == pytest.approx(
                 exact, rel=1e-10, abs=tol)
         assert obj.directional_curvature(case.theta, 3.0 * case.top) == pytest.approx(
             case.ev[-1] + obj.l2, rel=1e-10)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from shiftcurv.landscape import line
 from shiftcurv.landscape.line import (
     first_order_fit,
     line_grid,
@@ -95,12 +94,6 @@ def test_hvp_directional_curvature_of_a_quadratic_is_exact(quadratic):
     exact = float(d @ quadratic.A @ d / (d @ d))
     got = float(d @ quadratic.hvp(None, d) / (d @ d))
     assert got == pytest.approx(exact, rel=1e-14)
-
-
-def test_docstring_examples():
-    import doctest
-
-    assert doctest.testmod(line).failed == 0
 
 
 @pytest.mark.parametrize("margin", [0.0, 0.25, 0.5, 1.0, 2.0])

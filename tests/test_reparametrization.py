@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from shiftcurv import ShiftcurvError, data, models
-from shiftcurv.landscape import curvature, line
+from shiftcurv.landscape import eigen, hessian, line, reparametrization
 from shiftcurv.landscape import filter_normalised as landscape
 from shiftcurv.landscape.objective import Objective
 
@@ -54,7 +54,7 @@ def run():
 
 def _shift_curvature(obj, theta, s):
     """sᵀ∇²U(θ)s, exactly, by one HVP."""
-    op = curvature.HessianOperator(obj, theta)
+    op = hessian.HessianOperator(obj, theta)
     return float(s.dot(op(s)))
 
 
@@ -63,20 +63,21 @@ def test_function_is_unchanged(run, alpha):
     model, train, test, theta_tr, _ = run
     m = copy.deepcopy(model)
     m.load_state_dict(train.state_dict(theta_tr))
-    scaled = curvature.alpha_scale(m, PAIR, alpha)
+    scaled = reparametrization.alpha_scale(m, PAIR, alpha)
     for x in (train.x, test.x):
         torch.testing.assert_close(scaled(x), m(x), rtol=1e-12, atol=1e-12)
     # the flat form is the same map
-    torch.testing.assert_close(curvature.alpha_scale(theta_tr, PAIR, alpha, objective=train),
-                               train.theta_of(scaled), rtol=0, atol=0)
+    torch.testing.assert_close(
+        reparametrization.alpha_scale(theta_tr, PAIR, alpha, objective=train),
+        train.theta_of(scaled), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("alpha", [10.0, 0.1])
 def test_raw_curvature_is_not_invariant(run, alpha):
     _, _, test, _, theta_test = run
-    A = curvature.alpha_scale_diagonal(test, PAIR, alpha)
-    before = curvature.lambda_max(curvature.HessianOperator(test, theta_test)).eigenvalues[0]
-    after = curvature.lambda_max(curvature.HessianOperator(test, A * theta_test)).eigenvalues[0]
+    A = reparametrization.alpha_scale_diagonal(test, PAIR, alpha)
+    before = eigen.lambda_max(hessian.HessianOperator(test, theta_test)).eigenvalues[0]
+    after = eigen.lambda_max(hessian.HessianOperator(test, A * theta_test)).eigenvalues[0]
     # same function, same minimum: λ_max grows by more than an order of magnitude either way
     # (the block scaled by 1/α has its curvature multiplied by α²)
     assert after > 10 * before
@@ -85,7 +86,7 @@ def test_raw_curvature_is_not_invariant(run, alpha):
 @pytest.mark.parametrize("alpha", [10.0, 0.1])
 def test_shift_curvature_and_losses_are_invariant(run, alpha):
     _, train, test, theta_tr, theta_test = run
-    A = curvature.alpha_scale_diagonal(test, PAIR, alpha)
+    A = reparametrization.alpha_scale_diagonal(test, PAIR, alpha)
     s = theta_test - theta_tr
     tr_a, test_a = A * theta_tr, A * theta_test
     s_a = test_a - tr_a
@@ -127,7 +128,7 @@ def test_pipeline_line_measures_are_invariant(run, alpha):
     symmetrized fits) give the same shift-curvature, U_test_k, U_test(θ_tr) and Taylor prediction
     in the α-scaled coordinates; c_test alone (curvature per unit parameter length) changes."""
     _, train, test, theta_tr, theta_test = run
-    A = curvature.alpha_scale_diagonal(test, PAIR, alpha)
+    A = reparametrization.alpha_scale_diagonal(test, PAIR, alpha)
     u = line.line_grid(margin=0.5, points_per_unit=5)
     objectives = {"train": train, "test": test}
     out = []
@@ -146,10 +147,10 @@ def test_pipeline_line_measures_are_invariant(run, alpha):
 
 def test_hessian_transformation_law(run):
     _, _, test, _, theta_test = run
-    A = curvature.alpha_scale_diagonal(test, PAIR, 10.0)
+    A = reparametrization.alpha_scale_diagonal(test, PAIR, 10.0)
     v = torch.randn(test.dim, dtype=torch.float64)
-    h_a = curvature.HessianOperator(test, A * theta_test)(v)
-    h = curvature.HessianOperator(test, theta_test)(v / A) / A  # A⁻¹ H A⁻¹ v
+    h_a = hessian.HessianOperator(test, A * theta_test)(v)
+    h = hessian.HessianOperator(test, theta_test)(v / A) / A  # A⁻¹ H A⁻¹ v
     torch.testing.assert_close(h_a, h, rtol=1e-10, atol=1e-12)
 
 
@@ -160,7 +161,7 @@ def test_l2_is_what_breaks_invariance(run):
     model, _, test, theta_tr, theta_test = run
     lam = 1e-2
     reg = Objective(model, test.x, test.y, l2=lam)
-    A = curvature.alpha_scale_diagonal(reg, PAIR, 10.0)
+    A = reparametrization.alpha_scale_diagonal(reg, PAIR, 10.0)
     s = theta_test - theta_tr
     s_a = A * s
     diff = _shift_curvature(reg, A * theta_test, s_a) - _shift_curvature(reg, theta_test, s)
@@ -177,7 +178,7 @@ def test_filter_normalised_landscape_is_invariant(run):
     # Li et al.'s normalisation makes the random direction scale with the filters: d ↦ Ad
     # (biases get d = 0), so θ' + a·d' = A(θ + a·d) and the 1-D landscape is unchanged
     _, _, test, _, theta_test = run
-    A = curvature.alpha_scale_diagonal(test, PAIR, 10.0)
+    A = reparametrization.alpha_scale_diagonal(test, PAIR, 10.0)
     one = landscape.landscape_1d(test, theta_test, steps=5, seed=3)
     two = landscape.landscape_1d(test, A * theta_test, steps=5, seed=3)
     torch.testing.assert_close(two["direction"], A * one["direction"], rtol=1e-12, atol=1e-14)
@@ -187,11 +188,11 @@ def test_filter_normalised_landscape_is_invariant(run):
 def test_alpha_scale_refuses_what_is_not_a_symmetry(run):
     model, train, _, theta_tr, _ = run
     with pytest.raises(ShiftcurvError, match="positive"):
-        curvature.alpha_scale(model, PAIR, -1.0)
+        reparametrization.alpha_scale(model, PAIR, -1.0)
     with pytest.raises(ShiftcurvError, match="homogeneous"):  # a Linear in between
-        curvature.alpha_scale(model, (1, 5), 2.0)
+        reparametrization.alpha_scale(model, (1, 5), 2.0)
     bn = models.build({"type": "mlp", "widths": [4, 4], "batch_norm": True}, (8,), 3)
     with pytest.raises(ShiftcurvError, match="BatchNorm1d"):  # BN between: not a symmetry
-        curvature.alpha_scale(bn, (1, 4), 2.0)
+        reparametrization.alpha_scale(bn, (1, 4), 2.0)
     with pytest.raises(ShiftcurvError, match="objective"):
-        curvature.alpha_scale(theta_tr, PAIR, 2.0)
+        reparametrization.alpha_scale(theta_tr, PAIR, 2.0)

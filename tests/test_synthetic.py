@@ -11,7 +11,27 @@ import numpy as np
 import pytest
 
 from shiftcurv import ShiftcurvError
-from shiftcurv import synthetic as sy
+from shiftcurv.synthetic.basins import BasinSet, basin_sets, find_basins
+from shiftcurv.synthetic.dataset import analyse
+from shiftcurv.synthetic.settings import (
+    PAPER_BASIN_SETS,
+    default_settings,
+    figure_names,
+    resolve_basin_set,
+    resolve_settings,
+)
+from shiftcurv.synthetic.simulation import (
+    max_curvature,
+    relaxation_time,
+    simulate_sgd_diffusion,
+    simulation_plan,
+)
+from shiftcurv.synthetic.steady_state import (
+    basin_probabilities,
+    expected_loss,
+    log_steady_state,
+    potential_on_grid,
+)
 
 THETA = np.linspace(-3.0, 3.0, 4801)           # the default grid
 T_GRID = np.geomspace(1e-3, 3.0, 36)            # the default temperatures
@@ -25,12 +45,12 @@ def _at(*T):
 @pytest.fixture(scope="module")
 def paper():
     """Exact and approximate results for the four Appendix G tables (no simulation)."""
-    resolved = sy.resolve_settings({"basin_sets": {}})
-    return {n: sy.analyse(bs, THETA, T_GRID) for n, bs in sy.basin_sets(resolved).items()}
+    resolved = resolve_settings({"basin_sets": {}})
+    return {n: analyse(bs, THETA, T_GRID) for n, bs in basin_sets(resolved).items()}
 
 
 def _paper_set(name, **kw):
-    return sy.BasinSet.from_spec(name, sy.PAPER_BASIN_SETS[name], **kw)
+    return BasinSet.from_spec(name, PAPER_BASIN_SETS[name], **kw)
 
 
 # ---- the tables reproduce the text's description of the losses ------------------------------
@@ -66,7 +86,7 @@ def test_loss_derivatives_match_finite_differences():
     assert np.allclose(c, (g_p - g_m) / (2 * h), rtol=1e-5, atol=1e-4)
     # far from every basin: the plateau −log c, flat, and no spurious basins from float noise
     assert bs.U_tr(50.0) == pytest.approx(-np.log(0.001))
-    assert sy.find_basins(bs, np.linspace(-6, 6, 6001)).K == 3
+    assert find_basins(bs, np.linspace(-6, 6, 6001)).K == 3
 
 
 # ---- Fig. 4 left: the depth/curvature trade-off ----------------------------------------------
@@ -149,16 +169,16 @@ WALKERS = 10_000
 
 def _simulate(bs, T):
     theta = np.linspace(-2.5, 2.5, 2001)
-    basins = sy.find_basins(bs, theta)
-    lr = sy.log_steady_state(bs, theta, [T])
-    w = sy.basin_probabilities(theta, lr, basins)[0]
-    tau = sy.relaxation_time(bs, theta, lr, basins, [T])
+    basins = find_basins(bs, theta)
+    lr = log_steady_state(bs, theta, [T])
+    w = basin_probabilities(theta, lr, basins)[0]
+    tau = relaxation_time(bs, theta, lr, basins, [T])
     sim = {"dt_factor": 0.05, "burn_in": 5.0, "sample": 3.0, "max_steps": 10_000,
            "max_temperatures": 1}
-    chosen, dt, n_steps, n_burn = sy.simulation_plan(tau, sy.max_curvature(bs, theta), sim)
+    chosen, dt, n_steps, n_burn = simulation_plan(tau, max_curvature(bs, theta), sim)
     assert chosen.all() and n_steps <= 10_000
     # all walkers start in basin 0: far from the steady state's occupations
-    res = sy.simulate_sgd_diffusion(bs, [T], theta, basins, walkers=WALKERS, dt=dt,
+    res = simulate_sgd_diffusion(bs, [T], theta, basins, walkers=WALKERS, dt=dt,
                                     n_steps=n_steps, n_burn=n_burn, snapshots=20, bins=50,
                                     rng=np.random.default_rng(1), start=0)
     return theta, w, res, lr
@@ -171,7 +191,7 @@ def _tolerance(w, se, dt_factor=0.05):
 
 
 def test_simulation_matches_steady_state_constant_D():
-    bs = sy.BasinSet.from_spec("mix", MIX)
+    bs = BasinSet.from_spec("mix", MIX)
     theta, w, res, lr = _simulate(bs, 0.3)
     occ, se = res["occupation"][0], res["occupation_se"][0]
     assert 0.25 < w[0] < 0.5                         # non-trivial occupations, start was (1, 0)
@@ -185,7 +205,7 @@ def test_simulation_matches_steady_state_constant_D():
     assert 0.5 * np.abs(p_sim - p_bins).sum() < 0.03
     # and the mean losses
     rho = np.exp(lr[0])
-    assert res["train_loss"][0] == pytest.approx(sy.expected_loss(theta, rho[None],
+    assert res["train_loss"][0] == pytest.approx(expected_loss(theta, rho[None],
                                                                   bs.U_tr(theta))[0], abs=0.02)
 
 
@@ -194,32 +214,32 @@ def test_simulation_matches_steady_state_nonconstant_D():
     def D(x):
         return 1.0 + 0.5 * np.tanh(2.0 * x)
 
-    bs = sy.BasinSet.from_spec("mix_D", MIX, noise=D)
+    bs = BasinSet.from_spec("mix_D", MIX, noise=D)
     theta, w, res, lr = _simulate(bs, 0.3)
     occ, se = res["occupation"][0], res["occupation_se"][0]
     assert np.all(np.abs(occ - w) < _tolerance(w, se))
     # without the ∂·D term (ρ ∝ e^{−2F/T}) the prediction is measurably wrong
-    F = sy.potential_on_grid(bs, theta)
+    F = potential_on_grid(bs, theta)
     wrong = -2 * F / 0.3
     wrong = wrong[None] - np.log(np.trapezoid(np.exp(wrong - wrong.max()), theta)) - wrong.max()
-    w_wrong = sy.basin_probabilities(theta, wrong, sy.find_basins(bs, theta))[0]
+    w_wrong = basin_probabilities(theta, wrong, find_basins(bs, theta))[0]
     assert np.max(np.abs(occ - w_wrong)) > 10 * np.max(se)
 
 
 def test_noise_kinds_agree():
     """The closed-form potential of D = D0 + α·U_tr equals the grid integral for the same D."""
-    spec = {**sy.PAPER_BASIN_SETS["fig4_left"], "noise": {"kind": "loss", "D0": 0.5,
+    spec = {**PAPER_BASIN_SETS["fig4_left"], "noise": {"kind": "loss", "D0": 0.5,
                                                           "alpha": 1.0}}
-    a = sy.BasinSet.from_spec("a", spec)
-    b = sy.BasinSet.from_spec("b", sy.PAPER_BASIN_SETS["fig4_left"],
+    a = BasinSet.from_spec("a", spec)
+    b = BasinSet.from_spec("b", PAPER_BASIN_SETS["fig4_left"],
                               noise=lambda x: 0.5 + a.U_tr(x))
     T = np.array([0.01, 0.1, 1.0])
-    ra, rb = sy.analyse(a, THETA, T), sy.analyse(b, THETA, T)
+    ra, rb = analyse(a, THETA, T), analyse(b, THETA, T)
     assert np.allclose(ra["w"], rb["w"], atol=1e-6)
     assert np.allclose(ra["laplace"]["w"], rb["laplace"]["w"], atol=1e-5)
     assert np.allclose(ra["test_loss"], rb["test_loss"], atol=1e-6)
     # loss-dependent noise changes the answer (it is not a no-op)
-    const = sy.analyse(_paper_set("fig4_left"), THETA, T)["w"]
+    const = analyse(_paper_set("fig4_left"), THETA, T)["w"]
     assert not np.allclose(ra["w"], const, atol=1e-3)
 
 
@@ -229,7 +249,7 @@ def test_relaxation_time_is_astronomical_at_the_papers_temperatures(paper):
     bs = _paper_set("fig4_left")
     r = paper["fig4_left"]
     i = _at(0.1, 3.0)
-    tau = sy.relaxation_time(bs, THETA, r["log_rho"][i], r["basins"], T_GRID[i])
+    tau = relaxation_time(bs, THETA, r["log_rho"][i], r["basins"], T_GRID[i])
     assert tau[0] > 1e20 and tau[1] < 10
 
 
@@ -241,7 +261,7 @@ def test_grid_convergence(noise):
     bs = _paper_set("fig6_right", **kw)
     out = {}
     for n in (2401, 4801, 9601):
-        r = sy.analyse(bs, np.linspace(-3, 3, n), T_GRID)
+        r = analyse(bs, np.linspace(-3, 3, n), T_GRID)
         out[n] = np.concatenate([r["w"].ravel(), r["train_loss"], r["test_loss"],
                                  r["laplace"]["w"].ravel()])
     # the default grid (dx = 1.25e-3) against twice as fine, at every T down to 1e-3
@@ -254,35 +274,115 @@ def test_grid_convergence(noise):
 
 # ---- settings, CLI, dataset, figures ---------------------------------------------------------
 
-def test_settings_defaults_and_errors():
-    r = sy.resolve_settings({})
-    assert r["paper_sets"] == list(sy.PAPER_BASIN_SETS) and "shallow" in r["basin_sets"]
-    assert sy.figure_names({}, "F") == [f"F/synthetic_{n}.png" for n in
-                                        [*sy.PAPER_BASIN_SETS, "shallow"]] + [
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/synthetic.schema.yaml"
+
+
+def _schema_filled(doc, pointer=""):
+    """`doc` with the schema's defaults, by the config loader's machinery (not the code's)."""
+    from shiftcurv.config import document_problems
+
+    doc = json.loads(json.dumps(doc))
+    assert document_problems(doc, SCHEMA.name, pointer=pointer) == []
+    return doc
+
+
+def test_defaults_are_the_schemas():
+    """The schema holds the only defaults: the code resolves the empty section (and a minimal
+    basin set) to exactly the schema-filled document, numbers of the same type."""
+    import yaml
+
+    filled = _schema_filled({})
+    assert json.dumps(resolve_settings({}), sort_keys=True) == json.dumps(filled, sort_keys=True)
+    assert json.dumps(resolve_settings(None), sort_keys=True) == json.dumps(filled,
+                                                                            sort_keys=True)
+    assert default_settings() == filled
+    minimal = {"minima": [0.0], "weights": [1.0], "sigmas": [1.0]}
+    assert json.dumps(resolve_basin_set(minimal, "m"), sort_keys=True) == json.dumps(
+        _schema_filled(minimal, "/definitions/basin_set"), sort_keys=True)
+    bs = BasinSet.from_spec("m", minimal)
+    props = yaml.safe_load(SCHEMA.read_text())["definitions"]["basin_set"]["properties"]
+    assert (bs.c, bs.stddev_shift, bs.shift, bs.lscale, bs.wscale, bs.seed, bs.description) == \
+        tuple(props[k]["default"] for k in ("c", "stddev_shift", "shift", "lscale", "wscale",
+                                            "seed", "description"))
+    assert (bs.noise.kind, bs.noise.D0) == ("constant", props["noise"]["default"]["D"])
+    # the paper tables the schema offers are the code's, and all are on by default
+    enum = yaml.safe_load(SCHEMA.read_text())["properties"]["paper_sets"]["items"]["enum"]
+    assert enum == list(PAPER_BASIN_SETS) == filled["paper_sets"]
+
+
+def test_settings_resolve_and_errors():
+    r = resolve_settings({})
+    assert r["paper_sets"] == list(PAPER_BASIN_SETS) and "shallow" in r["basin_sets"]
+    assert figure_names({}, "F") == [f"F/synthetic_{n}.png" for n in
+                                     [*PAPER_BASIN_SETS, "shallow"]] + [
         "F/synthetic_checks.png"]
-    assert sy.resolve_settings(r) == r                       # idempotent
+    assert resolve_settings(r) == r                       # idempotent
+    # numbers typed as the schema says (integers where it says integer), YAML 1.1 strings read
+    r = resolve_settings({"theta": {"min": -2, "max": 2, "num": 201.0},
+                          "temperatures": {"min": "1e-2", "max": 1, "num": 3}})
+    assert json.dumps(r["theta"]) == '{"min": -2.0, "max": 2.0, "num": 201}'
+    assert r["temperatures"] == {"min": 0.01, "max": 1.0, "num": 3}
+    assert resolve_settings({"temperatures": [1, 0.1, 1]})["temperatures"] == [0.1, 1.0]
+    noise = {"basin_sets": {"n": {"minima": [0], "weights": [1], "sigmas": [1],
+                                  "noise": {"kind": "loss"}},
+                            "m": {"minima": [0], "weights": [1], "sigmas": [1], "noise": {}}}}
+    sets = resolve_settings(noise)["basin_sets"]
+    assert sets["n"]["noise"] == {"kind": "loss", "D0": 1.0, "alpha": 1.0}
+    assert sets["m"]["noise"] == {"kind": "constant", "D": 1.0}
+
+    def one(**kw):
+        return {"basin_sets": {"m": {"minima": [0], "weights": [1], "sigmas": [1], **kw}}}
+
     for bad, key in [({"theta": {"num": "x"}}, "synthetic.theta.num"),
+                     ({"theta": {"num": 3}}, "synthetic.theta.num"),
+                     ({"theta": {"min": 1, "max": 0}}, "synthetic.theta.max"),
+                     ({"theta": {"min": float("inf")}}, "synthetic.theta.min"),
                      ({"basin_sets": {"m": {"minima": [0], "weights": [1],
                                             "sigmas": [-1]}}},
                       "synthetic.basin_sets.m.sigmas[0]"),
                      ({"basin_sets": {"m": {"minima": [0, 1], "weights": [1],
-                                            "sigmas": [1]}}}, "synthetic.basin_sets.m"),
-                     ({"paper_sets": ["fig9"]}, "synthetic.paper_sets"),
+                                            "sigmas": [1]}}}, "synthetic.basin_sets.m:"),
+                     ({"basin_sets": {"m": {"minima": [0], "weights": [1]}}},
+                      "synthetic.basin_sets.m: 'sigmas'"),
+                     (one(noise={"kind": "loss", "D": 1}), "synthetic.basin_sets.m.noise: .*'D'"),
+                     (one(noise={"kind": "x"}), "synthetic.basin_sets.m.noise.kind"),
+                     (one(minima=[float("nan")]), "synthetic.basin_sets.m.minima[0]"),
+                     ({"basin_sets": {"bad name": {}}}, "synthetic.basin_sets: 'bad name'"),
+                     ({"basin_sets": {"fig4_left": {"minima": [0], "weights": [1],
+                                                    "sigmas": [1]}}},
+                      "synthetic.basin_sets.fig4_left: clashes"),
+                     ({"paper_sets": ["fig9"]}, "synthetic.paper_sets[0]"),
+                     ({"paper_sets": [], "basin_sets": {}}, "synthetic.paper_sets: no basin"),
                      ({"simulation": {"walkers": 0}}, "synthetic.simulation.walkers"),
-                     ({"bogus": 1}, "'bogus'")]:
-        with pytest.raises(ShiftcurvError, match=key.replace("[", r"\[").replace("]", r"\]")):
-            sy.resolve_settings(bad)
+                     ({"simulation": {"dt_factor": 1}}, "synthetic.simulation.dt_factor"),
+                     ({"temperatures": {"min": 2, "max": 1}}, "synthetic.temperatures.max"),
+                     ({"temperatures": []}, "synthetic.temperatures"),
+                     ({"bogus": 1}, "synthetic: .*'bogus'")]:
+        with pytest.raises(ShiftcurvError,
+                           match="^" + key.replace("[", r"\[").replace("]", r"\]")) as e:
+            resolve_settings(bad)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ShiftcurvError, match=r"^mix\.sigmas\[0\]"):
+        BasinSet.from_spec("mix", {"minima": [0], "weights": [1], "sigmas": [0]})
 
 
-def test_schema_accepts_defaults():
-    import jsonschema
+def test_config_loader_accepts_the_synthetic_section():
+    """The whole config's schema $refs synthetic.schema.yaml: what the CLI accepts, a config
+    does too (both noise kinds)."""
     import yaml
 
+    from shiftcurv.config import validate
+
     root = Path(__file__).resolve().parents[1]
-    schema = yaml.safe_load((root / "workflow/schemas/synthetic.schema.yaml").read_text())
-    jsonschema.validate(json.loads(json.dumps(sy.DEFAULT_SETTINGS)), schema)
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate({"theta": {"num": 3}}, schema)
+    config = yaml.safe_load((root / "configs/tiny.yaml").read_text())
+    config["synthetic"]["basin_sets"] = noise = {
+        "n": {"minima": [0], "weights": [1], "sigmas": [1], "noise": {"kind": "loss"}},
+        "m": {"minima": [0], "weights": [1], "sigmas": [1], "noise": {"D": 2}}}
+    validate(config)
+    resolve_settings(config["synthetic"])
+    noise["m"]["noise"]["D0"] = 1
+    with pytest.raises(ShiftcurvError, match="synthetic.basin_sets.m.noise"):
+        validate(config)
 
 
 def _png_size(path):
@@ -326,7 +426,7 @@ def test_cli_builds_dataset_and_figures(tmp_path, capsys):
                                    1.0, atol=1e-12)
         assert np.isnan(ds["basin_prob"].sel(basin_set="fig6_left", basin=1)).all()
         assert int(ds["simulated"].sel(basin_set="mine").sum()) >= 1
-    for p in sy.figure_names(settings, str(figs)):
+    for p in figure_names(settings, str(figs)):
         f = Path(p)
         assert f.exists() and f.stat().st_size > 20_000
         w, h = _png_size(f)

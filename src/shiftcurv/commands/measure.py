@@ -9,7 +9,7 @@ first-order terms g_testᵀs, g_trᵀs (one exact gradient each; `shiftcurv.land
 the exact directional curvatures sᵀ∇²U s/‖s‖² at θ_tr and θ_test by Hessian-vector products (plain
 loss, no L2).
 Optionally (settings "hessian": {"measures": [...], "points": [...], "options": {...}}), the
-curvature and sharpness measures of `shiftcurv.landscape.curvature.measure_point` (λ_max, λ_min,
+curvature and sharpness measures of `shiftcurv.landscape.measures.measure_point` (λ_max, λ_min,
 trace, ε-sharpness, non-uniformity, gradient noise, coherence; docs/measures.md) at the SGD solution
 ("sgd", train loss), θ_tr ("train", train loss) and θ_test ("test", test loss).
 If an upstream step diverged or failed, the record carries its status and no measures; if a
@@ -140,7 +140,7 @@ def hessian_measures(hessian: dict, objectives: dict, thetas: dict, args, ds, s:
                      train_rec: dict) -> dict:
     """{point: {measure: value}} for the configured points (sgd, train, test)."""
     from shiftcurv.io import load_state
-    from shiftcurv.landscape.curvature import measure_point
+    from shiftcurv.landscape.measures import measure_point
     from shiftcurv.landscape.objective import Objective
 
     out = {}

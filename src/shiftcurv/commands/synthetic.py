@@ -3,9 +3,10 @@ a simulation of the SGD diffusion, swept over temperature.
 
 Builds results/synthetic.nc (dims basin_set, temperature, theta, basin, theta_bin) and the
 figures synthetic_{basin_set}.png and synthetic_checks.png. --settings is the config's
-`synthetic` section (keys in docs/synthetic.md); absent keys take defaults: the four Appendix G
-tables plus one low-barrier example set, 36 temperatures from 1e-3 to 3, a θ grid of 4801
-points on [-3, 3], 3000 walkers.
+`synthetic` section (keys in docs/synthetic.md), checked against
+workflow/schemas/synthetic.schema.yaml; absent keys take its defaults: the four Appendix G tables
+plus one low-barrier example set, 36 temperatures from 1e-3 to 3, a θ grid of 4801 points on
+[-3, 3], 3000 walkers.
 
 Example:  shiftcurv synthetic --settings '{"paper_sets": ["fig4_left"], "basin_sets": {}}'
 """
@@ -46,8 +47,9 @@ def _settings(text: str) -> dict:
 
 
 def run(args) -> int:
-    from shiftcurv import synthetic
     from shiftcurv.commands._common import git_revision
+    from shiftcurv.synthetic.dataset import sweep, write_netcdf
+    from shiftcurv.synthetic.settings import figure_names, resolve_settings
 
     log_file = Path(args.log) if args.log else None
 
@@ -60,12 +62,12 @@ def run(args) -> int:
                 f.write(line + "\n")
 
     settings = _settings(args.settings)
-    resolved = synthetic.resolve_settings(settings)   # errors name the bad key
+    resolved = resolve_settings(settings)   # the schema's checks and defaults; errors name the key
     t0 = time.time()
-    ds = synthetic.sweep(resolved, progress=progress)
+    ds = sweep(resolved, progress=progress)
     ds.attrs["git_revision"] = git_revision()
     ds.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    synthetic.write_netcdf(ds, args.out)
+    write_netcdf(ds, args.out)
     for name in ds["basin_set"].values:
         sub = ds.sel(basin_set=name)
         n_sim = int(sub["simulated"].sum())
@@ -78,7 +80,7 @@ def run(args) -> int:
 
         for p in plot_all(args.out, args.figures):
             print(p)
-        expected = synthetic.figure_names(settings, args.figures)
+        expected = figure_names(settings, args.figures)
         missing = [p for p in expected if not Path(p).exists()]
         if missing:   # the Snakemake rule lists exactly these
             raise ShiftcurvError(f"figure not written: {missing[0]}")

@@ -4,6 +4,7 @@ Torch-free: the Snakefile and the CLI load configs with it."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -57,33 +58,80 @@ def validate(config: dict) -> dict:
 
 
 def schema_problems(config: dict) -> list[str]:
-    import jsonschema
+    """The whole config against config.schema.yaml, its `properties` defaults filled in place.
+    A $ref'd file (synthetic.schema.yaml) is checked but not filled: the synthetic rule passes
+    that section as written (its params: filling it would rerun the job on finished results),
+    and the synthetic step validates and fills it itself (`document_problems`)."""
+    real = SCHEMA.resolve()
+    validator = _filling_validator(json.loads(_schema_json(real)) | {"$id": real.as_uri()},
+                                   real, fill_refs=False)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    return [f"{'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}"
+            for e in errors]
+
+
+@functools.cache
+def _schema_json(path: Path) -> str:
+    """A schema file as JSON text, read once (YAML parsing is slow; callers parse a copy)."""
     import yaml
+
+    return json.dumps(yaml.safe_load(path.read_text()))
+
+
+def _filling_validator(schema: dict, real: Path, *, fill_refs: bool):
+    """A jsonschema validator for `schema` that sets each `properties` default where its key is
+    absent, then validates; $refs resolve to files next to `real`. A $ref'd file that declares
+    its own `$schema` is validated by a plain validator (jsonschema's rule), so with fill_refs
+    its `$schema` is dropped and its defaults are filled too."""
+    import jsonschema
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT202012
 
-    real = SCHEMA.resolve()  # relative $refs (synthetic.schema.yaml) resolve next to the file
+    base = jsonschema.validators.validator_for(schema)
 
     def retrieve(uri: str):
-        path = real.parent / Path(uri.removeprefix("file://")).name
-        return Resource.from_contents(yaml.safe_load(path.read_text()),
-                                      default_specification=DRAFT202012)
-
-    schema = yaml.safe_load(real.read_text())
-    schema["$id"] = real.as_uri()
-    validator_cls = jsonschema.validators.validator_for(schema)
+        contents = json.loads(_schema_json(real.parent / Path(uri.removeprefix("file://")).name))
+        if fill_refs:
+            contents.pop("$schema", None)
+        return Resource.from_contents(contents, default_specification=DRAFT202012)
 
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for key, sub in properties.items():
                 if "default" in sub:
                     instance.setdefault(key, json.loads(json.dumps(sub["default"])))
-        yield from validator_cls.VALIDATORS["properties"](validator, properties, instance, schema)
+        yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
 
-    extended = jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
-    validator = extended(schema, registry=Registry(retrieve=retrieve))
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    return [f"{'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}"
-            for e in errors]
+    extended = jsonschema.validators.extend(base, {"properties": set_defaults})
+    return extended(schema, registry=Registry(retrieve=retrieve))
 
 
+def document_problems(doc, schema_file: str | Path, *, pointer: str = "",
+                      where: str = "") -> list[str]:
+    """Validate `doc` against one schema file (a name is looked up next to config.schema.yaml;
+    `pointer`, e.g. "/definitions/basin_set", picks a part of it) and fill the schema's defaults
+    into `doc` in place, as `schema_problems` does for a whole config: a `properties` default is
+    set where its key is absent (so a `oneOf` must tell its branches apart by type, else a failing
+    branch's defaults stay). For a sub-document that did not come through `load_config` (the
+    synthetic CLI's --settings); a $ref'd file is checked with the same defaults.
+
+    One line per problem, naming the key (prefixed by `where`, list items as `[i]`); for a
+    `oneOf` mismatch the reason from the branch that came closest.
+    """
+    from jsonschema.exceptions import best_match
+
+    real = (SCHEMA.resolve().parent / schema_file).resolve()
+    validator = _filling_validator({"$ref": f"{real.as_uri()}#{pointer}"}, real, fill_refs=True)
+
+    def key(error) -> str:
+        out = where
+        for part in error.absolute_path:
+            if isinstance(part, int):
+                out += f"[{part}]"
+            else:
+                out = f"{out}.{part}" if out else str(part)
+        return out or "(top level)"
+
+    errors = [best_match([e]) for e in validator.iter_errors(doc)]
+    return [f"{key(e)}: {e.message}"
+            for e in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])]

@@ -1,5 +1,5 @@
 """The names and default options of the curvature/sharpness measures
-(`shiftcurv.landscape.curvature.measure_point`). Free of torch, so the config checks that run when
+(`shiftcurv.landscape.measures.measure_point`). Free of torch, so the config checks that run when
 the Snakefile is parsed can name unknown options without importing it."""
 
 MEASURES = ("lambda_max", "lambda_min", "hessian_trace", "eps_sharpness", "nonuniformity",

@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from shiftcurv.landscape.eigen import lanczos
 from shiftcurv.landscape.objective import Objective
 
 
@@ -105,8 +106,6 @@ def top_curvature(objective: Objective, theta: torch.Tensor, v0: torch.Tensor | 
     """λ_max of ∇²U_α(θ) by Lanczos (warm-started from v0), to relative accuracy ~rtol: the step
     limit needs it only roughly, and Lanczos gets there in a handful of HVPs where power
     iteration needs tens. Returns (λ_max, its Ritz vector, HVPs used)."""
-    from shiftcurv.landscape.curvature import lanczos
-
     r = lanczos(lambda v: objective.hvp(theta, v.to(theta.dtype)), theta.numel(), k=1,
                 which="LA", tol=rtol, max_iter=iters, v0=v0, device=theta.device,
                 basis_dtype=theta.dtype, return_vectors=True)

@@ -2,9 +2,9 @@
 non-uniformity with the SGD linear-stability conditions (Wu, Ma & E 2018), the trace of the SGD
 noise covariance, and the minibatch regret/coherence of the flatness blog post (seed 003).
 
-Per-sample quantities use `torch.func.vmap` over `functional_call` of the Objective's model in
-eval mode (batch norm with running statistics: per-sample functions are then well defined, which
-train-mode BN is not).
+Per-sample quantities use `torch.func.vmap` over the Objective's `sample_loss` (`functional_call`
+of its model in eval mode: batch norm with running statistics, so per-sample functions are well
+defined, which train-mode BN is not), in another dtype through `Objective.in_dtype`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 from torch.func import grad, jvp, vjp, vmap
 
 from shiftcurv import ShiftcurvError
-from shiftcurv.landscape.curvature import EigResult, ObjectiveFunctions, lanczos
+from shiftcurv.landscape.eigen import EigResult, lanczos
+from shiftcurv.landscape.objective import Objective
 
 
 # -- ε-sharpness (Keskar et al. 2017) ------------------------------------------------------------
@@ -98,31 +99,31 @@ class NonuniformityOperator:
     The uncentred form loses relative accuracy ~ machine-ε·λ_max(H̄)²/λ_max(Σ): fine in f64,
     and in f32 while s is not much smaller than a."""
 
-    def __init__(self, objective, theta: torch.Tensor, indices: torch.Tensor, *,
+    def __init__(self, objective: Objective, theta: torch.Tensor, indices: torch.Tensor, *,
                  dtype: torch.dtype | None = None, chunk_size: int | None = None):
-        self.fn = ObjectiveFunctions(objective, dtype)
-        self.theta = self.fn.cast(theta)
+        self.objective = objective.in_dtype(dtype)
+        self.theta = self.objective.cast(theta)
         self.indices = indices
         self.m = len(indices)
         self.dim = self.theta.numel()
         self.chunk_size = _chunk_for(self.dim, chunk_size, 64)
         self.n_matvec = 0
-        self._per_grad = vmap(grad(self.fn.sample_loss), in_dims=(None, 0, 0))
+        self._per_grad = vmap(grad(self.objective.sample_loss), in_dims=(None, 0, 0))
 
     def _mean_hvp(self, v):
         out = torch.zeros_like(self.theta)
-        for xc, yc in self.fn.chunks(self.chunk_size, self.indices):
+        for xc, yc in self.objective.chunks(self.chunk_size, self.indices):
             t = self.theta.clone().requires_grad_(True)
-            (g,) = torch.autograd.grad(self.fn.loss_sum(t, xc, yc), t, create_graph=True)
+            (g,) = torch.autograd.grad(self.objective.loss_sum(t, xc, yc), t, create_graph=True)
             out += torch.autograd.grad(g, t, grad_outputs=v)[0]
         return out / self.m
 
     @torch.enable_grad()
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        v = self.fn.cast(v).reshape(-1)
+        v = self.objective.cast(v).reshape(-1)
         sum_hu = torch.zeros_like(self.theta)
         u_sum = torch.zeros_like(self.theta)
-        for xc, yc in self.fn.chunks(self.chunk_size, self.indices):
+        for xc, yc in self.objective.chunks(self.chunk_size, self.indices):
             def per_grad(t, xc=xc, yc=yc):
                 return self._per_grad(t, xc, yc)
             _, U = jvp(per_grad, (self.theta,), (v,))
@@ -139,9 +140,10 @@ class NonuniformityOperator:
         return torch.stack([self.matvec(e) for e in eye], dim=1)
 
 
-def nonuniformity(objective, theta: torch.Tensor, *, n_samples: int | None = 256, seed: int = 0,
-                  indices: torch.Tensor | None = None, tol: float = 1e-6, max_iter: int = 100,
-                  dtype: torch.dtype | None = None, chunk_size: int | None = None) -> dict:
+def nonuniformity(objective: Objective, theta: torch.Tensor, *, n_samples: int | None = 256,
+                  seed: int = 0, indices: torch.Tensor | None = None, tol: float = 1e-6,
+                  max_iter: int = 100, dtype: torch.dtype | None = None,
+                  chunk_size: int | None = None) -> dict:
     """Wu, Ma & E's non-uniformity s = √λ_max(Σ) from per-sample Hessians on a seeded subsample
     of `n_samples` training samples (or the given `indices`), λ_max by Lanczos to `tol`.
     Returns nonuniformity (s), lambda_sigma (s²), n_samples, n_matvec, converged, indices."""
@@ -178,19 +180,20 @@ def wu_ma_e_stability(sharpness: float, nonuniformity: float, *, lr: float, batc
 
 
 # -- SGD noise ------------------------------------------------------------------------------------
-def per_sample_grads(objective, theta: torch.Tensor, indices: torch.Tensor | None = None, *,
-                     chunk_size: int | None = None, dtype: torch.dtype | None = None):
+def per_sample_grads(objective: Objective, theta: torch.Tensor,
+                     indices: torch.Tensor | None = None, *, chunk_size: int | None = None,
+                     dtype: torch.dtype | None = None):
     """Yield per-sample gradients ∇ℓ_i(θ) (no L2) as (chunk, p) tensors, by vmap(grad)
     (chunk_size default: ≤ 256 samples and ≤ 2²⁴ floats per chunk)."""
-    fn = ObjectiveFunctions(objective, dtype)
-    theta = fn.cast(theta)
-    chunk_size = _chunk_for(fn.dim, chunk_size, 256)
-    per_grad = vmap(grad(fn.sample_loss), in_dims=(None, 0, 0))
-    for xc, yc in fn.chunks(chunk_size, indices):
+    objective = objective.in_dtype(dtype)
+    theta = objective.cast(theta)
+    chunk_size = _chunk_for(objective.dim, chunk_size, 256)
+    per_grad = vmap(grad(objective.sample_loss), in_dims=(None, 0, 0))
+    for xc, yc in objective.chunks(chunk_size, indices):
         yield per_grad(theta, xc, yc).detach()
 
 
-def grad_noise_trace(objective, theta: torch.Tensor, *, n_samples: int | None = None,
+def grad_noise_trace(objective: Objective, theta: torch.Tensor, *, n_samples: int | None = None,
                      seed: int = 0, batch_size: int | None = None,
                      chunk_size: int | None = None) -> dict:
     """tr D, D the covariance of per-sample gradients over the training set:
@@ -234,8 +237,8 @@ def minibatch_pairs(n: int, batch_size: int, n_pairs: int, seed: int):
     return out
 
 
-def grad_coherence(objective, theta: torch.Tensor, batch_size: int, *, n_pairs: int = 32,
-                   seed: int = 0) -> dict:
+def grad_coherence(objective: Objective, theta: torch.Tensor, batch_size: int, *,
+                   n_pairs: int = 32, seed: int = 0) -> dict:
     """The minibatch regret of the flatness blog post (seed 003, "a local measure of
     generalization"): for two independent minibatch losses f₁, f₂ with gradients g₁, g₂ (of the
     minibatch U_α: mean loss over the batch plus the objective's L2 term), the regret of
@@ -244,15 +247,14 @@ def grad_coherence(objective, theta: torch.Tensor, batch_size: int, *, n_pairs: 
     estimated as the mean over `n_pairs` pairs of disjoint size-B batches, each pair used in both
     orders (the two orders have the same law; averaging them halves the noise). stderr: over
     pairs. Also the mean cosine."""
-    fn = ObjectiveFunctions(objective)
-    theta = fn.cast(theta)
+    theta = objective.cast(theta)
 
     @torch.enable_grad()
     def batch_grad(idx):
         t = theta.clone().requires_grad_(True)
-        loss = fn.loss_sum(t, fn.x[idx], fn.y[idx]) / len(idx)
+        loss = objective.loss_sum(t, objective.x[idx], objective.y[idx]) / len(idx)
         (g,) = torch.autograd.grad(loss, t)
-        return (g + fn.l2 * theta).to(torch.float64)
+        return (g + objective.l2 * theta).to(torch.float64)
 
     vals, coss = [], []
     for i1, i2 in minibatch_pairs(objective.n, batch_size, n_pairs, seed):

@@ -102,7 +102,7 @@ SCALARS = {
     "grad_evals_test_min": ("min_test.grad_evals", "1",
                             "full-data gradient evaluations to the test minimum"),
 }
-# curvature/sharpness measures (shiftcurv.landscape.curvature.measure_point), stored as {key}_{point} with
+# curvature/sharpness measures (shiftcurv.landscape.measures.measure_point), stored as {key}_{point} with
 # point in sgd (SGD solution, train loss), train (θ_tr, train loss), test (θ_test, test loss)
 HESSIAN = {
     "lambda_max": ("nats / unit^2", "largest Hessian eigenvalue (Lanczos)"),

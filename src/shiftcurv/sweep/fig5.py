@@ -20,7 +20,7 @@ import itertools
 from dataclasses import dataclass
 
 from shiftcurv import ShiftcurvError
-from shiftcurv.sweep import dataset_test_size, dataset_train_size, format_temperature
+from shiftcurv.sweep.cells import dataset_test_size, dataset_train_size, format_temperature
 
 EXPERIMENTS = ("temperature", "shuffle", "sample_size")
 ROOT = "results/fig5/{dataset}/{arch}"

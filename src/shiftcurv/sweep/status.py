@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shiftcurv.sweep import MEASURE_OUT, MIN_OUT, TRAIN_OUT, Cell
+from shiftcurv.sweep.cells import MEASURE_OUT, MIN_OUT, TRAIN_OUT, Cell
 
 # the per-cell steps in order, each with the outputs that say it is done
 STEPS: dict[str, tuple[str, ...]] = {
