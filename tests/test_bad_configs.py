@@ -89,6 +89,92 @@ BAD = [
     ("misspelt-top-level-key", {"temperature": [1e-3]}, "temperature"),
 ]
 
+# issue 17: numbers torch / numpy / SLURM cannot take (seeds past 2**64, sizes whose tensors or
+# ranges overflow, floats whose products leave the finite range) are refused at parse time too
+FIG5 = {"dataset": "gaussian-teacher", "arch": "mlp"}
+BIG = 1e308  # a valid JSON-schema number
+BAD += [
+    ("seed-2-to-the-70", {"seeds": [2**70]}, "seeds"),
+    ("seed-2-to-the-64", {"seeds": [0, 2**64]}, "seeds"),
+    ("batch-size-2-to-the-40", {"batch_sizes": [2**40]}, "batch_sizes"),
+    ("tiny-temperature", {"temperatures": [1e-300]}, "temperatures"),
+    ("huge-temperature", {"temperatures": [BIG]}, "temperatures"),
+    ("width-2-to-the-40", {"archs/mlp/widths": [16, 2**40]}, "archs.mlp.widths"),
+    ("channels-2-to-the-33", {"archs/cnn": {"type": "cnn1d", "channels": [2**33]}},
+     "archs.cnn.channels"),
+    ("huge-kernel", {"archs/cnn": {"type": "cnn1d", "kernel_size": 2**31}},
+     "archs.cnn.kernel_size"),
+    ("max-epochs-2-to-the-63", {"train/max_epochs": 2**63}, "train.max_epochs"),
+    ("huge-epochs-ref", {"train/epochs_ref": BIG}, "train.epochs_ref"),
+    ("tiny-temperature-ref", {"train/temperature_ref": 1e-300}, "train.temperature_ref"),
+    ("huge-l2", {"train/l2": BIG}, "train.l2"),
+    ("checkpoint-every-2-to-the-62", {"train/checkpoint_every": 2**62},
+     "train.checkpoint_every"),
+    ("minimize-max-steps-2-to-the-63", {"minimize/max_steps": 2**63}, "minimize.max_steps"),
+    ("minimize-huge-chunk", {"minimize/chunk_size": 2**40}, "minimize.chunk_size"),
+    ("minimize-huge-batch-per-arch", {"minimize/batch_size": {"mlp": 2**40}},
+     "minimize.batch_size"),
+    ("minimize-huge-lr", {"minimize/lr": BIG}, "minimize.lr"),
+    ("minimize-huge-flow-time", {"minimize/tau_max": BIG}, "minimize.tau_max"),
+    ("minimize-epochs-2-to-the-40", {"minimize/max_epochs": 2**40}, "minimize.max_epochs"),
+    ("huge-points-per-unit", {"measure/points_per_unit": 10**9}, "measure.points_per_unit"),
+    ("huge-margin", {"measure/margin": BIG}, "measure.margin"),
+    ("line-grid-too-long", {"measure/points_per_unit": 10000, "measure/margin": 100},
+     "measure.points_per_unit"),
+    ("measure-huge-chunk", {"measure/chunk_size": 2**40}, "measure.chunk_size"),
+    ("huge-trace-matvecs", {"measure/hessian/options": {"trace_matvecs": 10**12}},
+     "measure.hessian.options.trace_matvecs"),
+    ("zero-eps", {"measure/hessian/options": {"eps": [0.0]}}, "measure.hessian.options.eps"),
+    ("dataset-seed-2-to-the-32", {"datasets/gaussian-teacher/seed": 2**32},
+     "datasets.gaussian-teacher.seed"),
+    ("dataset-train-size-10-to-the-12", {"datasets/gaussian-teacher/n_train": 10**12},
+     "datasets.gaussian-teacher.n_train"),
+    ("dataset-too-many-values", {"datasets/gaussian-teacher/n_train": 10**7,
+                                 "datasets/gaussian-teacher/dim": 1000},
+     "datasets.gaussian-teacher.dim"),
+    ("huge-label-noise", {"datasets/gaussian-teacher/label_noise": BIG},
+     "datasets.gaussian-teacher.label_noise"),
+    ("cifar-more-images-than-it-has", {"datasets/cifar10": {"root": "cifar",
+                                                            "train_samples": 60000}},
+     "datasets.cifar10.train_samples"),
+    ("threads-2-to-the-31", {"resources/threads": 2**31}, "resources.threads"),
+    ("fig5-seed-2-to-the-64", {"fig5": FIG5 | {"seeds": [2**64]}}, "fig5.seeds"),
+    ("fig5-checkpoint-every-2-to-the-40", {"fig5": FIG5 | {"checkpoint_every": 2**40}},
+     "fig5.checkpoint_every"),
+    ("fig5-runtime-2-to-the-40", {"fig5": FIG5 | {"runtime": {"stage1": 2**40}}},
+     "fig5.runtime.stage1"),
+    ("fig5-stage1-epochs-2-to-the-63", {"fig5": FIG5 | {"stage1": {"epochs": 2**63}}},
+     "fig5.stage1.epochs"),
+    ("fig5-stage1-milestone-past-the-end", {"fig5": FIG5 | {"stage1": {"lr_milestones": [1.5]}}},
+     "fig5.stage1.lr_milestones"),
+    ("fig5-stage2-batch-2-to-the-40", {"fig5": FIG5 | {"stage2": {"batch_sizes": [2**40]}}},
+     "fig5.stage2.batch_sizes"),
+    ("fig5-stage2-huge-lr", {"fig5": FIG5 | {"stage2": {"lrs": [BIG]}}}, "fig5.stage2.lrs"),
+    ("fig5-shift-trials-10-to-the-9", {"fig5": FIG5 | {"shift": {"trials": 10**9}}},
+     "fig5.shift.trials"),
+    ("fig5-shift-sample-size-2-to-the-40",
+     {"fig5": FIG5 | {"shift": {"sample_sizes": [2**40]}}}, "fig5.shift.sample_sizes"),
+    ("fig5-shift-huge-weight-decay", {"fig5": FIG5 | {"shift": {"weight_decay": BIG}}},
+     "fig5.shift.weight_decay"),
+    ("synthetic-walkers-10-to-the-12", {"synthetic/simulation/walkers": 10**12},
+     "synthetic.simulation.walkers"),
+    ("synthetic-seed-2-to-the-64", {"synthetic/simulation/seed": 2**64},
+     "synthetic.simulation.seed"),
+    ("synthetic-max-steps-2-to-the-63", {"synthetic/simulation/max_steps": 2**63},
+     "synthetic.simulation.max_steps"),
+    ("synthetic-theta-num-10-to-the-12", {"synthetic/theta/num": 10**12},
+     "synthetic.theta.num"),
+    ("synthetic-huge-theta-range", {"synthetic/theta/max": BIG}, "synthetic.theta.max"),
+    ("synthetic-temperature-num-10-to-the-9", {"synthetic/temperatures/num": 10**9},
+     "synthetic.temperatures"),
+    ("synthetic-basin-seed-2-to-the-70",
+     {"synthetic/basin_sets/deep": {"minima": [0.0], "weights": [1.0], "sigmas": [0.1],
+                                    "seed": 2**70}}, "synthetic.basin_sets.deep.seed"),
+    ("synthetic-huge-wscale",
+     {"synthetic/basin_sets/deep": {"minima": [0.0], "weights": [1.0], "sigmas": [0.1],
+                                    "wscale": 1000.0}}, "synthetic.basin_sets.deep.wscale"),
+]
+
 
 def patched(changes: dict) -> dict:
     config = copy.deepcopy(BASE)
@@ -107,6 +193,16 @@ def patched(changes: dict) -> dict:
 def test_at_least_twenty_distinct_bad_configs():
     assert len({name for name, _, _ in BAD}) == len(BAD) >= 20
     assert len({yaml.safe_dump(patched(c)) for _, c, _ in BAD}) == len(BAD)
+
+
+def test_out_of_range_numbers_cover_every_section():
+    """Issue 17: the too-large-number class is tested across the whole config, not one key."""
+    start = next(i for i, (name, _, _) in enumerate(BAD) if name == "seed-2-to-the-70")
+    keys = {key for _, _, key in BAD[start:]}
+    assert len(keys) >= 12
+    for section in ("seeds", "batch_sizes", "train.", "minimize.", "measure.", "datasets.",
+                    "archs.", "resources.", "fig5.", "synthetic."):
+        assert any(k.startswith(section) for k in keys), section
 
 
 def test_the_shipped_configs_are_valid():

@@ -97,6 +97,7 @@ def semantic_problems(config: dict) -> list[str]:
                 out.append(f"minimize.tau_max: dataset {name!r} has no size known before it is "
                            f"built, so the flow time cannot come from the paper settings: give "
                            f"tau_max")
+    out.extend(number_range_problems(config))
     options = config["measure"]["hessian"]["options"]
     known = list(DEFAULT_OPTIONS)
     for key in options:  # here, not hours later when the measure step starts
@@ -154,13 +155,65 @@ def option_problems(where: str, fn, opts: dict, skip=()) -> list[str]:
     return out
 
 
-# dataset options with a range: (low, high, low inclusive)
+# dataset options with a range: (low, high, low inclusive); high is exclusive for train_split
+# and inclusive otherwise. Every option is bounded (issue 17: a value the builder cannot take
+# must fail here, not in a queued job): seed < 2**32 (mnist1d seeds numpy's legacy RandomState,
+# which refuses larger; default_rng takes it too); generated sizes <= 1e7 samples and dim <= 1e5
+# features (gaussian-teacher draws an n x dim float64 array: bounded together below); CIFAR-10
+# subsets <= the 50000 train / 10000 test images the set has (the builder raises otherwise);
+# label_noise finite, <= 1e6.
 _DATASET_RANGES = {
-    "seed": (0, None, True), "num_samples": (2, None, True), "train_split": (0, 1, False),
-    "n_train": (1, None, True), "n_test": (1, None, True), "dim": (1, None, True),
-    "n_classes": (2, None, True), "label_noise": (0, None, True),
-    "train_samples": (1, None, True), "test_samples": (1, None, True),
+    "seed": (0, 2**32 - 1, True), "num_samples": (2, 10**7, True), "train_split": (0, 1, False),
+    "n_train": (1, 10**7, True), "n_test": (1, 10**7, True), "dim": (1, 10**5, True),
+    "n_classes": (2, 10**5, True), "label_noise": (0, 1e6, True),
+    "train_samples": (1, 50000, True), "test_samples": (1, 10000, True),
 }
+_EXCLUSIVE_HIGH = {"train_split"}
+_MAX_GENERATED_VALUES = 10**9  # gaussian-teacher: (n_train + n_test) x dim float64 (8 GB)
+
+# measure.hessian.options with a range (low, high), both inclusive (None values skip it); the
+# measure step would otherwise fail (or run for ever) hours after queueing. Iteration counts
+# and probe/pair counts <= 1e6 (each is a Hessian-vector product or an optimiser step), and
+# integers (they are loop counts); graph_memory <= 2**50 bytes (a byte count: 4.0e9 is fine);
+# sample counts are COUNTs (32-bit indexing); tolerances finite, in [0, 1]; eps in (0, 1e6].
+_OPTION_RANGES = {
+    "graph_memory": (0, 2**50), "eig_tol": (0, 1), "eig_max_iter": (1, 10**6),
+    "trace_matvecs": (1, 10**6), "eps_maxiter": (1, 10**6),
+    "nonuniformity_samples": (1, 2**31 - 1), "nonuniformity_tol": (0, 1),
+    "noise_samples": (1, 2**31 - 1), "coherence_pairs": (1, 10**6),
+}
+_MAX_LINE_POINTS = 10**6  # line grid points (each a full loss evaluation per split)
+
+
+def number_range_problems(config: dict) -> list[str]:
+    """Bounds a schema cannot say: measure.hessian.options (free-form in the schema) and the
+    size of the line grid, points_per_unit x (1 + 2 margin)."""
+    out = []
+    options = config["measure"]["hessian"]["options"]
+    for key, (lo, hi) in _OPTION_RANGES.items():
+        v = options.get(key)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                or (isinstance(DEFAULT_OPTIONS[key], int) and key != "graph_memory"
+                    and not isinstance(v, int)) \
+                or not lo <= v <= hi:
+            out.append(f"measure.hessian.options.{key}: must be a number in [{lo}, {hi}], "
+                       f"got {v!r}")
+    eps = options.get("eps")
+    if eps is not None:
+        vals = eps if isinstance(eps, list) else []  # measure_point iterates over it
+        if not vals or not all(isinstance(e, (int, float)) and not isinstance(e, bool)
+                               and math.isfinite(e) and 0 < e <= 1e6 for e in vals):
+            out.append(f"measure.hessian.options.eps: must be a non-empty list of numbers in "
+                       f"(0, 1e6], got {eps!r}")
+    ms = config["measure"]
+    points = ms["points_per_unit"] * (1 + 2 * math.ceil(ms["margin"]))
+    if points > _MAX_LINE_POINTS:
+        out.append(f"measure.points_per_unit: {ms['points_per_unit']} points per unit over "
+                   f"margin {ms['margin']} make ~{points} line points, each a full loss "
+                   f"evaluation (at most {_MAX_LINE_POINTS})")
+    return out
 
 
 def dataset_option_problems(name: str, kind: str, opts: dict,
@@ -176,10 +229,18 @@ def dataset_option_problems(name: str, kind: str, opts: dict,
         return out
     for k, v in opts.items():
         lo, hi, inclusive = _DATASET_RANGES.get(k, (None, None, True))
-        if (lo is not None and (v < lo if inclusive else v <= lo)) or \
-                (hi is not None and v >= hi):
-            bounds = (f">= {lo}" if inclusive else f"> {lo}") + (f" and < {hi}" if hi else "")
+        if k not in _DATASET_RANGES or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        high_ok = v < hi if k in _EXCLUSIVE_HIGH else v <= hi
+        if (v < lo if inclusive else v <= lo) or not high_ok:
+            bounds = ((f">= {lo}" if inclusive else f"> {lo}")
+                      + (f" and < {hi}" if k in _EXCLUSIVE_HIGH else f" and <= {hi}"))
             out.append(f"{where}.{k}: must be {bounds}, got {v!r}")
+    if not out and kind == "gaussian-teacher":
+        n = (opts.get("n_train", 512) + opts.get("n_test", 256)) * opts.get("dim", 8)
+        if n > _MAX_GENERATED_VALUES:
+            out.append(f"{where}.dim: (n_train + n_test) x dim = {n} generated values, more "
+                       f"than {_MAX_GENERATED_VALUES} (float64 in memory)")
     if not out and kind == "mnist1d":
         n_train = dataset_train_size(opts | {"type": kind})
         if n_train < 1 or n_train >= opts.get("num_samples", 5000):
