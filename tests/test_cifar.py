@@ -329,7 +329,7 @@ def test_a_dry_run_config_needs_no_files(tmp_path):
     validate(normalise_numbers(config))  # parse time: no files looked at
     assert sweep.dataset_train_size({"type": "cifar10"}) == 50000
     assert config_checks.dataset_option_problems("c", "cifar10", {"train_samples": 0}) == [
-        "datasets.c.train_samples: must be >= 1, got 0"]
+        "datasets.c.train_samples: must be >= 1 and <= 50000, got 0"]
     assert config_checks.dataset_option_problems("c", "cifar10", {"normalise": 1}) == [
         "datasets.c.normalise: 1 is not a boolean"]
     assert config_checks.data_source_problems(config)[0].startswith("datasets.cifar10.root: ")
