@@ -4,6 +4,7 @@ the model's self-reported error against hand computations, and speed at 10 000 c
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -251,3 +252,61 @@ def test_capped_budgets_are_named_by_plan(tmp_path, capsys):
         "5e-04": {"epochs": 20, "epochs_budget": 40}}
     # the paper config as shipped caps nothing (T = 2.5e-5 trains its 800 epochs)
     assert sw.capped_temperatures(load_config(REPO / "configs/paper-cifar10.yaml")) == {}
+
+
+def test_fig5_runs_share_submissions_in_the_paper_config(tmp_path, capsys):
+    """Each Fig. 5 run was one SLURM submission (10 + 560 + 175 = 745 in the paper config); in
+    groups of K = ⌊24 h / fig5.runtime⌋ (240 / 480 / 480 min: 6 / 3 / 3 runs) they are
+    2 + 187 + 59 = 248, each asking for at most a day on its first attempt."""
+    paper = load_config(REPO / "configs/paper-cifar10.yaml")
+    p = cost.plan(paper, str(tmp_path))
+    runs = {g: p.other_jobs[g] for g in cost.FIG5_RULES}
+    assert runs == {"fig5_stage1": 10, "fig5_stage2": 560, "fig5_shift": 175}
+    assert p.fig5_group_components == cost.fig5_group_components(paper) == {
+        "fig5_stage1": 6, "fig5_stage2": 3, "fig5_shift": 3}
+    for g, k in p.fig5_group_components.items():
+        assert k * paper["fig5"]["runtime"][g.removeprefix("fig5_")] <= 24 * 60
+    assert p.fig5_submissions == 2 + 187 + 59 + 2  # + fig5_gather, fig5_plots
+    ungrouped = cost.plan(paper, str(tmp_path), fig5_groups=dict.fromkeys(cost.FIG5_RULES, 1))
+    assert ungrouped.fig5_submissions == 745 + 2
+    assert ungrouped.submissions - p.submissions == 745 - 248
+    # the shipped profile packs exactly these K
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    assert {g: int(k) for g, _, k in (x.partition("=") for x in profile["group-components"])} \
+        == p.fig5_group_components
+    # the CLI shows the count, and takes the profile's GROUP=K syntax
+    paper_file = str(REPO / "configs/paper-cifar10.yaml")
+    assert main(["plan", "--config", paper_file, "-d", str(tmp_path)]) == 0
+    assert "Fig. 5: 745 runs left in 250 SLURM submissions" in capsys.readouterr().out
+    assert main(["plan", "--config", paper_file, "-d", str(tmp_path), "--json",
+                 "--group-components", "2", "fig5_stage2=4"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["fig5_group_components"]["fig5_stage2"] == 4
+    assert data["fig5_submissions"] == 2 + 140 + 59 + 2 and data["group_components"] == 2
+    assert main(["plan", "--config", paper_file, "-d", str(tmp_path),
+                 "--group-components", "nosuch=2"]) == 2
+
+
+@pytest.mark.slow
+def test_paper_config_dry_run_with_the_slurm_profile_groups_fig5(tmp_path):
+    """The real scheduler agrees with the plan: `snakemake -n --profile profiles/slurm` on the
+    paper config (no data needed) lists 2 + 187 + 59 Fig. 5 group jobs."""
+    from conftest import no_slurm_probe_dir
+
+    env = dict(os.environ, PATH=f"{no_slurm_probe_dir()}:{Path(sys.executable).parent}:"
+                                f"{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "--profile", str(REPO / "profiles/slurm"), "-n",
+         "--configfile", str(REPO / "configs/paper-cifar10.yaml")],
+        env=env, capture_output=True, text=True, timeout=600)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0 and "This was a dry-run" in text, text[-6000:]
+    groups = {}
+    for name in re.findall(r"Group job (\w+) ", text):
+        groups[name] = groups.get(name, 0) + 1
+    assert {g: groups.get(g) for g in cost.FIG5_RULES} == {
+        "fig5_stage1": 2, "fig5_stage2": 187, "fig5_shift": 59}
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(fig5_\w+)\s+(\d+)$", text, re.M)}
+    assert jobs == {"fig5_stage1": 10, "fig5_stage2": 560, "fig5_shift": 175,
+                    "fig5_gather": 1, "fig5_plots": 1}

@@ -61,11 +61,21 @@ def settings_param(step, **extra):
 
 
 # -- cluster resources (profiles/slurm) --------------------------------------------------------
-# Cell rules request a GPU only when the sweep trains on one (train.device cuda/auto): the local
-# CPU sweeps never ask for GPUs. Their `runtime` (minutes, SLURM --time) comes from the cost
-# model, calibrated on the benchmark files of finished jobs, and doubles on each retry; in a
+# Cell and Fig. 5 rules request a GPU only when the sweep trains on one (train.device cuda/auto):
+# the local CPU sweeps never ask for GPUs. Their `runtime` (minutes, SLURM --time) comes from the
+# cost model, calibrated on the benchmark files of finished jobs, and doubles on each retry; in a
 # SLURM group job the runtimes of a cell's four rules add up.
-GPU_RESOURCES = {"gpu": 1} if cost.uses_gpu(config) else {}
+# resources.gpu_request: `gpu` (resource gpu=1: sbatch --gpus=1, a gpu_model may be added in the
+# profile) or `gres` (resource gres="gpu:1": sbatch --gres=gpu:1, for clusters that take only it).
+def gpu_resources(config):
+    if not cost.uses_gpu(config):
+        return {}
+    if config["resources"].get("gpu_request", "gpu") == "gres":
+        return {"gres": "gpu:1"}
+    return {"gpu": 1}
+
+
+GPU_RESOURCES = gpu_resources(config)
 _COST_MODEL = []
 
 
@@ -90,8 +100,10 @@ def runtime_minutes(rule):
 def print_plan_summary():
     """One line at the start of a run (onstart): cells done / left, submissions, hours left."""
     try:
-        per_job = workflow.group_settings.group_components.get("cell", 1)
-        print(cost.summary_line(cost.plan(config, ".", per_job)), file=sys.stderr)
+        components = workflow.group_settings.group_components
+        fig5_groups = {g: components.get(g, 1) for g in cost.FIG5_RULES}
+        print(cost.summary_line(cost.plan(config, ".", components.get("cell", 1), fig5_groups)),
+              file=sys.stderr)
         cores = workflow.global_resources["_cores"].value
         if not workflow.local_exec and cores != THREADS:
             print(

@@ -2,7 +2,10 @@
 # section: stage 1 once per seed, stage 2 per (lr, B, seed) from that seed's stage-1 weights, and
 # the shift runs per (split, trial). Each is one `shiftcurv train` job with its own settings in
 # params (a change reruns only that run); `snakemake fig5` builds only this part. Paths, settings
-# and the runtime helper: shiftcurv.sweep.fig5 and common.smk.
+# and the runtime helper: shiftcurv.sweep.fig5 and common.smk. Under SLURM each stage is a
+# group of its own name, and profiles/slurm's `group-components` packs K runs of a stage into one
+# submission (run one after the other, wall times summed): K = ⌊24 h / fig5.runtime⌋, so the
+# paper config submits 2 + 187 + 59 jobs, not 10 + 560 + 175 (shiftcurv.sweep.cost).
 
 
 rule fig5_stage1:
@@ -21,6 +24,8 @@ rule fig5_stage1:
     resources:
         runtime=fig5_runtime("stage1"),
         **GPU_RESOURCES,
+    group:
+        "fig5_stage1"
     conda:
         "../envs/shiftcurv.yaml"
     shell:
@@ -46,6 +51,8 @@ rule fig5_stage2:
     resources:
         runtime=fig5_runtime("stage2"),
         **GPU_RESOURCES,
+    group:
+        "fig5_stage2"
     conda:
         "../envs/shiftcurv.yaml"
     shell:
@@ -70,6 +77,8 @@ rule fig5_shift:
     resources:
         runtime=fig5_runtime("shift"),
         **GPU_RESOURCES,
+    group:
+        "fig5_shift"
     conda:
         "../envs/shiftcurv.yaml"
     shell:

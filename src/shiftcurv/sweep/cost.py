@@ -23,6 +23,11 @@ A cell's four jobs run as one SLURM job (`group: "cell"`), which holds 1 GPU (wh
 `train.device` is cuda/auto) and `resources.threads` CPUs for their summed wall time:
 GPU-hours = Σ seconds / 3600, CPU-hours = Σ seconds × threads / 3600. With
 `--group-components cell=K`, K cells share one submission (run one after the other).
+
+Fig. 5 runs (not in the cost model: their epochs are fixed, their wall time is `fig5.runtime`)
+are one group per stage, `fig5_stage1`, `fig5_stage2` and `fig5_shift`; profiles/slurm packs
+K = ⌊MAX_SUBMISSION_MIN / fig5.runtime[stage]⌋ runs of a stage into one submission
+(`fig5_group_components`), so a submission asks for at most a day on its first attempt.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ SAFETY = 1.5
 MARGIN_S = 180.0
 MIN_RUNTIME_MIN = 5
 MAX_RUNTIME_MIN = 24 * 60
+# Fig. 5: the longest first-attempt wall time of one grouped submission (K runs, times summed)
+MAX_SUBMISSION_MIN = 24 * 60
+FIG5_RULES = ("fig5_stage1", "fig5_stage2", "fig5_shift")   # each its own group, same name
 
 
 # -- reading what finished jobs left ---------------------------------------------------------
@@ -295,6 +303,9 @@ class Plan:
     gpu: bool
     threads: int
     model: CostModel
+    # Fig. 5: runs per submission per group, and the submissions of its runs left (+ gather/plots)
+    fig5_group_components: dict[str, int] = field(default_factory=dict)
+    fig5_submissions: int = 0
 
     def as_dict(self) -> dict:
         def row(r: Row) -> dict:
@@ -306,14 +317,19 @@ class Plan:
                 "other_jobs": self.other_jobs, "submissions": self.submissions,
                 "group_components": self.group_components, "gpu": self.gpu,
                 "threads": self.threads,
+                "fig5_group_components": self.fig5_group_components,
+                "fig5_submissions": self.fig5_submissions,
                 "model": {"calibrated": m.calibrated, "jobs": m.n_jobs,
                           "errors": m.errors, "total_error": m.total_error,
                           "description": m.describe()}}
 
 
-def plan(config: dict, root: str = ".", group_components: int = 1) -> Plan:
+def plan(config: dict, root: str = ".", group_components: int = 1,
+         fig5_groups: dict[str, int] | None = None) -> Plan:
     """Cells total / done / remaining, jobs per rule, SLURM submissions after grouping and the
-    GPU/CPU-hours left, per dataset × arch, from the config and the results directory."""
+    GPU/CPU-hours left, per dataset × arch, from the config and the results directory.
+    `fig5_groups`: Fig. 5 runs per submission per group (default: `fig5_group_components`, what
+    profiles/slurm sets for the default wall times)."""
     k = max(1, int(group_components))
     state = scan(config, root)
     model = calibrate(config, root, state)
@@ -357,13 +373,40 @@ def plan(config: dict, root: str = ".", group_components: int = 1) -> Plan:
     synthetic = int(not os.path.exists(os.path.join(root, "results", "synthetic.nc")))
     other = {"prepare_data": len(data), "gather": gather, "plots": plots, "synthetic": synthetic,
              **fig5_jobs_left(config, root)}
-    return Plan(list(rows.values()), total, other, total.submissions + sum(other.values()),
-                k, gpu, threads, model)
+    groups = {**fig5_group_components(config), **(fig5_groups or {})}
+    groups = {g: max(1, int(groups.get(g, 1))) for g in FIG5_RULES if g in other}
+    f5_subs = fig5_submissions(other, groups)
+    singles = sum(v for name, v in other.items() if name not in FIG5_RULES)
+    return Plan(list(rows.values()), total, other, total.submissions + singles
+                + sum(math.ceil(other[g] / n) for g, n in groups.items()),
+                k, gpu, threads, model, groups, f5_subs)
+
+
+def fig5_group_components(config: dict) -> dict[str, int]:
+    """Fig. 5 runs per SLURM submission per group (`--group-components fig5_stage2=K`): as many as
+    fit in MAX_SUBMISSION_MIN at the configured first-attempt wall time (`fig5.runtime`),
+    at least 1. Empty without a `fig5` section."""
+    from shiftcurv.sweep import fig5
+
+    section = fig5.section(config)
+    if section is None:
+        return {}
+    runtime = section.get("runtime") or {}
+    default = {"stage1": 240, "stage2": 480, "shift": 480}  # the schema's defaults
+    return {f"fig5_{stage}": max(1, MAX_SUBMISSION_MIN // int(runtime.get(stage, minutes)))
+            for stage, minutes in default.items()}
+
+
+def fig5_submissions(jobs_left: dict[str, int], groups: dict[str, int]) -> int:
+    """SLURM submissions of the Fig. 5 jobs left: ⌈runs / K⌉ per grouped stage (a group job's
+    members may come from several seeds; it waits for their stage-1 runs), plus gather/plots."""
+    return (sum(math.ceil(jobs_left.get(g, 0) / groups.get(g, 1)) for g in FIG5_RULES)
+            + jobs_left.get("fig5_gather", 0) + jobs_left.get("fig5_plots", 0))
 
 
 def fig5_jobs_left(config: dict, root: str) -> dict[str, int]:
-    """Fig. 5 runs without a record, per rule (each its own submission; not in the cost model:
-    their epochs are fixed by the config, not by T)."""
+    """Fig. 5 runs without a record, per rule (not in the cost model: their epochs are fixed by
+    the config, not by T; `fig5_submissions` counts their SLURM submissions after grouping)."""
     from shiftcurv.sweep import fig5
 
     if fig5.section(config) is None:
@@ -404,9 +447,16 @@ def format_plan(p: Plan) -> str:
     per_job = (f"{p.group_components} cells per submission (--group-components "
                f"cell={p.group_components})" if p.group_components > 1 else
                "one submission per cell (group 'cell')")
+    fig5 = ""
+    if p.fig5_group_components:
+        runs = sum(o.get(g, 0) for g in FIG5_RULES)
+        packing = ", ".join(f"{g}={n}" for g, n in p.fig5_group_components.items())
+        fig5 = (f"Fig. 5: {runs} runs left in {p.fig5_submissions} SLURM submissions "
+                f"(runs per submission: --group-components {packing}; incl. gather/plots)")
     lines += [
         "",
         "other jobs: " + ", ".join(f"{k} {v}" for k, v in o.items()),
+        *([fig5] if fig5 else []),
         f"SLURM submissions: {p.submissions} ({per_job}; plus the other jobs)",
         f"each cell job holds {'1 GPU and ' if p.gpu else ''}{p.threads} CPU(s) "
         f"(resources.threads); GPU-h/CPU-h are wall time x what the job holds",
