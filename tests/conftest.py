@@ -1,6 +1,7 @@
 import atexit
 import functools
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -9,8 +10,33 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny(workdir: Path, **changes) -> Path:
+    """workdir with configs/tiny.yaml as its config.yaml, sections updated by `changes`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
+    for key, value in changes.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return workdir
+
+
+def job_resources(dry_run_output: str) -> dict[str, list[str]]:
+    """{rule: [resources line, ...]} from a dry run's job listing."""
+    out: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=\S*\s*rule \w+:)", dry_run_output):
+        rule = re.search(r"rule (\w+):", block)
+        res = re.search(r"^\s*resources: (.*)$", block, re.M)
+        if rule and res:
+            out.setdefault(rule[1], []).append(res[1])
+    return out
 
 
 @functools.cache

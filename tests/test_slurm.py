@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import job_resources, tiny
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles/slurm"
@@ -43,26 +44,6 @@ def snakemake(workdir, *args, timeout=900, check=True):
                              f"{out[-5000:]}") from None
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{out[-8000:]}")
-    return out
-
-
-def tiny(workdir, **changes):
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
-    for key, value in changes.items():
-        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return workdir
-
-
-def job_resources(dry_run_output: str) -> dict[str, list[str]]:
-    """{rule: [resources line, ...]} from a dry run's job listing."""
-    out: dict[str, list[str]] = {}
-    for block in re.split(r"\n(?=\S*\s*rule \w+:)", dry_run_output):
-        rule = re.search(r"rule (\w+):", block)
-        res = re.search(r"^\s*resources: (.*)$", block, re.M)
-        if rule and res:
-            out.setdefault(rule[1], []).append(res[1])
     return out
 
 

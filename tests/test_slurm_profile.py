@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import no_slurm_probe_dir
+from conftest import job_resources, no_slurm_probe_dir, tiny
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM = REPO / "profiles/slurm"
@@ -35,15 +35,6 @@ def snakemake(workdir, *args):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def tiny(workdir, **changes) -> Path:
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = yaml.safe_load((REPO / "configs/tiny.yaml").read_text())
-    for key, value in changes.items():
-        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return workdir / "config.yaml"
-
-
 def commented_options(text: str) -> dict:
     """The options profiles/slurm documents as comments for the user to enable."""
     found: dict = {}
@@ -64,17 +55,6 @@ def slurm_profile_all_options(tmp_path) -> Path:
     d.mkdir()
     (d / "config.yaml").write_text(yaml.safe_dump(profile))
     return d
-
-
-def job_resources(dry_run_output: str) -> dict[str, list[str]]:
-    """{rule: [resources line, ...]} from a dry run's job listing."""
-    out: dict[str, list[str]] = {}
-    for block in re.split(r"\n(?=\S*\s*rule \w+:)", dry_run_output):
-        rule = re.search(r"rule (\w+):", block)
-        res = re.search(r"^\s*resources: (.*)$", block, re.M)
-        if rule and res:
-            out.setdefault(rule[1], []).append(res[1])
-    return out
 
 
 def assert_dry_run_ok(out):
@@ -123,7 +103,7 @@ def test_every_resource_of_the_slurm_profile_is_read_by_the_plugin():
 
 
 def test_both_profiles_with_every_documented_option_pass_a_dry_run(tmp_path):
-    config = tiny(tmp_path / "w", train={"device": "cuda"})
+    config = tiny(tmp_path / "w", train={"device": "cuda"}) / "config.yaml"
     for profile in (LOCAL, slurm_profile_all_options(tmp_path)):
         out = snakemake(config.parent, "--profile", str(profile), "-n", "--configfile",
                         str(config))
@@ -135,7 +115,8 @@ def test_both_profiles_with_every_documented_option_pass_a_dry_run(tmp_path):
 # -- 3. a GPU as `gpu` or as `gres` -------------------------------------------------------------
 @pytest.mark.parametrize("request_as", ["gpu", "gres"])
 def test_gpu_jobs_ask_for_their_gpu_as_the_config_says(tmp_path, request_as):
-    config = tiny(tmp_path, train={"device": "cuda"}, resources={"gpu_request": request_as})
+    config = tiny(tmp_path, train={"device": "cuda"},
+                  resources={"gpu_request": request_as}) / "config.yaml"
     text = assert_dry_run_ok(snakemake(tmp_path, "--profile", str(SLURM), "-n", "--configfile",
                                        str(config)))
     res = job_resources(text)
