@@ -113,12 +113,7 @@ def symmetrized_fit(r: np.ndarray, U: np.ndarray, r_k: float, side: str,
     >>> round(symmetrized_fit(r, r**4, 0.0, "below", window=1.0).c, 6)   # x = -1, -0.5, 0
     1.911765
     """
-    r, U = np.asarray(r, float), np.asarray(U, float)
-    U_k = _vertex(r, U, r_k)
-    _check_covered(r, r_k, side, window)
-    inside = fit_window_mask(r, r_k, side, window)
-    span = (float(r[inside].min()), float(r[inside].max()))
-    return _one_parameter_fit(r[inside] - r_k, U[inside] - U_k, U_k, span)
+    return first_order_fit(r, U, r_k, side, 0.0, window)
 
 
 def first_order_fit(r: np.ndarray, U: np.ndarray, r_k: float, side: str, slope: float,

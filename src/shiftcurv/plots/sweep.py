@@ -79,7 +79,7 @@ def fig1(sub, path, title: str) -> bool:
         cell = _first_ok(sub, t)
         s = float(cell["shift_norm"])
         r = u * s
-        w = float(cell["fit_window"]) * s if "fit_window" in cell else None
+        w = float(cell["fit_window"]) * s
         for split, r_k, key, color in (("train", 0.0, "c_train", "tab:green"),
                                        ("test", s, "c_test", "tab:purple")):
             # exactly the fitted points: the window w|s| toward (test) / away from (train) the

@@ -144,21 +144,23 @@ PROFILES = {
 }
 
 
-def _get(record: dict, dotted: str) -> float:
+def _lookup(record: dict, dotted: str):
+    """record["a"]["b"] for "a.b", or None where a key is missing."""
     value = record
     for key in dotted.split("."):
         if not isinstance(value, dict) or key not in value:
-            return math.nan
+            return None
         value = value[key]
+    return value
+
+
+def _get(record: dict, dotted: str) -> float:
+    value = _lookup(record, dotted)
     return math.nan if value is None else float(value)
 
 
 def _get_str(record: dict, dotted: str) -> str:
-    value = record
-    for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
-            return ""
-        value = value[key]
+    value = _lookup(record, dotted)
     return "" if value is None else str(value)
 
 
@@ -209,8 +211,7 @@ def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: s
     hessian = {k: np.full(shape, np.nan) for k in sorted(hessian_meta)}
     for cell, rec in records.items():
         i = index(cell)
-        budget["epochs_budget"][i] = epoch_budget(cell.T, tr["epochs_ref"], tr["temperature_ref"],
-                                                  2**62)
+        budget["epochs_budget"][i] = epoch_budget(cell.T, tr["epochs_ref"], tr["temperature_ref"])
         if rec is None:
             continue
         status[i] = rec.get("status", "failed")

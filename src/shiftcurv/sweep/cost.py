@@ -376,9 +376,8 @@ def plan(config: dict, root: str = ".", group_components: int = 1,
     groups = {**fig5_group_components(config), **(fig5_groups or {})}
     groups = {g: max(1, int(groups.get(g, 1))) for g in FIG5_RULES if g in other}
     f5_subs = fig5_submissions(other, groups)
-    singles = sum(v for name, v in other.items() if name not in FIG5_RULES)
-    return Plan(list(rows.values()), total, other, total.submissions + singles
-                + sum(math.ceil(other[g] / n) for g, n in groups.items()),
+    ungrouped = sum(v for name, v in other.items() if not name.startswith("fig5_"))
+    return Plan(list(rows.values()), total, other, total.submissions + ungrouped + f5_subs,
                 k, gpu, threads, model, groups, f5_subs)
 
 
@@ -391,10 +390,8 @@ def fig5_group_components(config: dict) -> dict[str, int]:
     section = fig5.section(config)
     if section is None:
         return {}
-    runtime = section.get("runtime") or {}
-    default = {"stage1": 240, "stage2": 480, "shift": 480}  # the schema's defaults
-    return {f"fig5_{stage}": max(1, MAX_SUBMISSION_MIN // int(runtime.get(stage, minutes)))
-            for stage, minutes in default.items()}
+    return {f"fig5_{stage}": max(1, MAX_SUBMISSION_MIN // int(minutes))
+            for stage, minutes in section["runtime"].items()}
 
 
 def fig5_submissions(jobs_left: dict[str, int], groups: dict[str, int]) -> int:

@@ -97,7 +97,7 @@ def capped_temperatures(config: dict) -> dict[str, tuple[int, int]]:
     tr = config["train"]
     out = {}
     for t in dict.fromkeys(format_temperature(t) for t in config["temperatures"]):
-        want = epoch_budget(float(t), tr["epochs_ref"], tr["temperature_ref"], 2**62)
+        want = epoch_budget(float(t), tr["epochs_ref"], tr["temperature_ref"])
         if want > tr["max_epochs"]:
             out[t] = (int(tr["max_epochs"]), want)
     return out

@@ -19,18 +19,22 @@ def learning_rate(temperature: float, batch_size: int) -> float:
 
 
 def epoch_budget(temperature: float, epochs_ref: float, temperature_ref: float,
-                 max_epochs: int) -> int:
+                 max_epochs: int | None = None) -> int:
     """E = min(E_max, ceil(E_ref·T_ref/T)), so that E·T stays E_ref·T_ref (paper App. G: 400 epochs
-    at T_ref = 5e-5); rounding guards ceil against 400.00000000001.
+    at T_ref = 5e-5); rounding guards ceil against 400.00000000001. max_epochs None: the budget
+    the E·T rule asks, uncapped (to tell a capped cell).
 
     >>> [epoch_budget(t, 400, 5e-5, 800) for t in (2.5e-5, 5e-5, 1e-4, 3e-4)]  # 400·5e-5/T
     [800, 400, 200, 67]
     >>> epoch_budget(2.5e-5, 400, 5e-5, 400)  # capped by max_epochs: E·T falls short
     400
+    >>> epoch_budget(2.5e-5, 400, 5e-5)
+    800
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    return int(min(max_epochs, math.ceil(round(epochs_ref * temperature_ref / temperature, 9))))
+    epochs = math.ceil(round(epochs_ref * temperature_ref / temperature, 9))
+    return int(epochs if max_epochs is None else min(max_epochs, epochs))
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
