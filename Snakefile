@@ -43,6 +43,7 @@ localrules:
 
 
 rule all:
+    default_target: True
     input:
         SWEEP_NC,
         FIGURES,
@@ -50,7 +51,6 @@ rule all:
         SYNTHETIC_FIGURES,
         FIG5_NC,
         FIG5_FIGURES,
-    default_target: True
 
 
 onstart:

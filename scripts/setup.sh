@@ -20,6 +20,8 @@ fi
 "$VENV/bin/python" -m pip show -q torch >/dev/null 2>&1 ||
   { echo "[setup] torch failed to install ($TORCH_SPEC)" >&2; exit 1; }
 echo "[setup] installing shiftcurv and its dependencies"
+# .[test]: pytest, ruff and the pinned snakefmt (with black, click, shfmt-py: none of them needs
+# torch, so the CPU torch above stays; checked with `pip install --dry-run`).
 pip install -e ".[test]"
 # The tests' outside oracle (curvlinops) without torchvision: backpack-for-pytorch requires it for
 # its examples only, and from PyPI it would pull a newer torch with CUDA (or, with torch pinned,

@@ -227,6 +227,33 @@ def test_lint_is_clean(tmp_path):
     assert "Congratulations, your workflow is in a good condition" in out.stdout + out.stderr
 
 
+SNAKEFMT_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow").rglob("*.smk"))]
+
+
+def snakefmt_check(*paths):
+    if sys.version_info < (3, 11):
+        pytest.skip("snakefmt 2.1 (pinned in the test extras) needs Python 3.11")
+    # the pinned version and its settings ([tool.snakefmt] in pyproject.toml: line length 100)
+    return subprocess.run([Path(sys.executable).parent / "snakefmt", "--config",
+                           str(REPO / "pyproject.toml"), "--check", *map(str, paths)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_snakefmt_is_clean():
+    """Every Snakefile and .smk file of the workflow (a glob: new rule files are covered)."""
+    assert len(SNAKEFMT_FILES) >= 10
+    out = snakefmt_check(*SNAKEFMT_FILES)
+    assert out.returncode == 0, f"run `snakefmt Snakefile workflow`:\n{out.stdout}{out.stderr}"
+
+
+def test_snakefmt_check_fails_on_unformatted_rules(tmp_path):
+    """The check above can fail: directives out of snakefmt's order are reported."""
+    bad = tmp_path / "bad.smk"
+    bad.write_text('rule a:\n    shell:\n        "true"\n    output:\n        "a"\n')
+    out = snakefmt_check(bad)
+    assert out.returncode == 1 and "would be changed" in out.stdout + out.stderr
+
+
 @pytest.mark.parametrize("change,needle", [
     ({"seeds": "zero"}, "seeds"),
     ({"temperatures": [1e-3, -2e-3]}, "temperatures"),

@@ -13,7 +13,6 @@ from shiftcurv.config import normalise_numbers  # noqa: E402
 from shiftcurv.config.checks import data_source_problems, semantic_problems  # noqa: E402
 from shiftcurv.plots.sweep import figure_names  # noqa: E402
 
-
 config.update(normalise_numbers(config))  # YAML reads 1e-4 as a string
 validate(config, "../schemas/config.schema.yaml")
 _problems = semantic_problems(config)
@@ -43,8 +42,9 @@ wildcard_constraints:
 
 
 def cell_of(wildcards):
-    return sw.Cell(wildcards.dataset, wildcards.arch, wildcards.T, int(wildcards.B),
-                   int(wildcards.seed))
+    return sw.Cell(
+        wildcards.dataset, wildcards.arch, wildcards.T, int(wildcards.B), int(wildcards.seed)
+    )
 
 
 def cell_files(name):
@@ -55,8 +55,11 @@ def cell_files(name):
 def settings_param(step, **extra):
     """Params carry only this cell's resolved settings (Snakemake reruns a job whose params
     change, so adding a temperature never touches the other cells)."""
-    make = {"train": sw.train_settings, "minimize": sw.minimize_settings,
-            "measure": sw.measure_settings}[step]
+    make = {
+        "train": sw.train_settings,
+        "minimize": sw.minimize_settings,
+        "measure": sw.measure_settings,
+    }[step]
     return lambda wildcards: sw.as_json(make(config, cell_of(wildcards), **extra))
 
 
@@ -102,8 +105,10 @@ def print_plan_summary():
     try:
         components = workflow.group_settings.group_components
         fig5_groups = {g: components.get(g, 1) for g in cost.FIG5_RULES}
-        print(cost.summary_line(cost.plan(config, ".", components.get("cell", 1), fig5_groups)),
-              file=sys.stderr)
+        print(
+            cost.summary_line(cost.plan(config, ".", components.get("cell", 1), fig5_groups)),
+            file=sys.stderr,
+        )
         cores = workflow.global_resources["_cores"].value
         if not workflow.local_exec and cores != THREADS:
             print(

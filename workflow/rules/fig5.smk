@@ -14,20 +14,20 @@ rule fig5_stage1:
     output:
         weights=f"{f5.STAGE1_DIR}/{f5.WEIGHTS}",
         record=f"{f5.STAGE1_DIR}/{f5.RECORD}",
-    params:
-        settings=lambda wc: sw.as_json(f5.stage1_settings(config, int(wc.seed))),
     log:
         f"{f5.STAGE1_DIR}/train.log",
     benchmark:
         f"{f5.STAGE1_DIR}/benchmark.tsv"
-    threads: THREADS
-    resources:
-        runtime=fig5_runtime("stage1"),
-        **GPU_RESOURCES,
     group:
         "fig5_stage1"
     conda:
         "../envs/shiftcurv.yaml"
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+        runtime=fig5_runtime("stage1"),
+    params:
+        settings=lambda wc: sw.as_json(f5.stage1_settings(config, int(wc.seed))),
     shell:
         "exec shiftcurv train --data {input.data} --settings {params.settings:q}"
         " --out-weights {output.weights} --out-record {output.record} --threads {threads}"
@@ -41,20 +41,20 @@ rule fig5_stage2:
     output:
         weights=f"{f5.STAGE2_DIR}/{f5.WEIGHTS}",
         record=f"{f5.STAGE2_DIR}/{f5.RECORD}",
-    params:
-        settings=lambda wc: sw.as_json(f5.stage2_settings(config, fig5_stage2_cell(wc))),
     log:
         f"{f5.STAGE2_DIR}/train.log",
     benchmark:
         f"{f5.STAGE2_DIR}/benchmark.tsv"
-    threads: THREADS
-    resources:
-        runtime=fig5_runtime("stage2"),
-        **GPU_RESOURCES,
     group:
         "fig5_stage2"
     conda:
         "../envs/shiftcurv.yaml"
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+        runtime=fig5_runtime("stage2"),
+    params:
+        settings=lambda wc: sw.as_json(f5.stage2_settings(config, fig5_stage2_cell(wc))),
     shell:
         "exec shiftcurv train --data {input.data} --init {input.init}"
         " --settings {params.settings:q} --out-weights {output.weights}"
@@ -67,20 +67,20 @@ rule fig5_shift:
     output:
         weights=f"{f5.SHIFT_DIR}/{f5.WEIGHTS}",
         record=f"{f5.SHIFT_DIR}/{f5.RECORD}",
-    params:
-        settings=lambda wc: sw.as_json(f5.shift_settings(config, wc.split, int(wc.seed))),
     log:
         f"{f5.SHIFT_DIR}/train.log",
     benchmark:
         f"{f5.SHIFT_DIR}/benchmark.tsv"
-    threads: THREADS
-    resources:
-        runtime=fig5_runtime("shift"),
-        **GPU_RESOURCES,
     group:
         "fig5_shift"
     conda:
         "../envs/shiftcurv.yaml"
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+        runtime=fig5_runtime("shift"),
+    params:
+        settings=lambda wc: sw.as_json(f5.shift_settings(config, wc.split, int(wc.seed))),
     shell:
         "exec shiftcurv train --data {input.data} --settings {params.settings:q}"
         " --out-weights {output.weights} --out-record {output.record} --threads {threads}"
@@ -93,12 +93,12 @@ rule fig5_gather:
     output:
         nc=f5.NC,
         summary=report(f5.SUMMARY, category="Fig. 5"),
-    params:
-        fig5=sw.as_json(config.get("fig5") or {}),  # only its own section: a rerun trigger
     log:
         "results/logs/fig5_gather.log",
     conda:
         "../envs/shiftcurv.yaml"
+    params:
+        fig5=sw.as_json(config.get("fig5") or {}),  # only its own section: a rerun trigger
     shell:
         "shiftcurv fig5-gather --fig5-json {params.fig5:q} --out {output.nc}"
         " --summary {output.summary} > {log} 2>&1"

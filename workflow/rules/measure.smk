@@ -9,20 +9,20 @@ rule measure:
         min_test=rules.min_test.output.record,
     output:
         f"{CELL}/measure.json",
-    params:
-        settings=settings_param("measure"),
     log:
         f"{CELL}/logs/measure.log",
     benchmark:
         f"{CELL}/benchmarks/measure.tsv"
-    threads: THREADS
-    resources:
-        runtime=runtime_minutes("measure"),
-        **GPU_RESOURCES,
     group:
         "cell"
     conda:
         "../envs/shiftcurv.yaml"
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+        runtime=runtime_minutes("measure"),
+    params:
+        settings=settings_param("measure"),
     shell:
         "shiftcurv measure --data {input.data} --theta-train {input.theta_train}"
         " --theta-test {input.theta_test} --theta-sgd {input.theta_sgd} --train-record {input.train_record}"

@@ -6,20 +6,20 @@ rule min_train:
     output:
         weights=f"{CELL}/theta_train.safetensors",
         record=f"{CELL}/min_train.json",
-    params:
-        settings=settings_param("minimize", split="train"),
     log:
         f"{CELL}/logs/min_train.log",
     benchmark:
         f"{CELL}/benchmarks/min_train.tsv"
-    threads: THREADS
-    resources:
-        runtime=runtime_minutes("min_train"),
-        **GPU_RESOURCES,
     group:
         "cell"
     conda:
         "../envs/shiftcurv.yaml"
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+        runtime=runtime_minutes("min_train"),
+    params:
+        settings=settings_param("minimize", split="train"),
     shell:
         "shiftcurv minimize --data {input.data} --init {input.weights}"
         " --init-record {input.record} --settings {params.settings:q}"
@@ -31,12 +31,12 @@ use rule min_train as min_test with:
     output:
         weights=f"{CELL}/theta_test.safetensors",
         record=f"{CELL}/min_test.json",
-    params:
-        settings=settings_param("minimize", split="test"),
     log:
         f"{CELL}/logs/min_test.log",
     benchmark:
         f"{CELL}/benchmarks/min_test.tsv"
     resources:
-        runtime=runtime_minutes("min_test"),
         **GPU_RESOURCES,
+        runtime=runtime_minutes("min_test"),
+    params:
+        settings=settings_param("minimize", split="test"),

@@ -2,10 +2,7 @@ rule plots:
     input:
         SWEEP_NC,
     output:
-        [
-            report(f, category="Figures", caption="../report/figures.rst")
-            for f in FIGURES
-        ],
+        [report(f, category="Figures", caption="../report/figures.rst") for f in FIGURES],
     log:
         "results/logs/plots.log",
     conda:

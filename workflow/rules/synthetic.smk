@@ -15,12 +15,12 @@ rule synthetic:
     output:
         nc=SYNTHETIC_NC,
         figures=[report(f, category="Synthetic basins") for f in SYNTHETIC_FIGURES],
-    params:
-        settings=json.dumps(config.get("synthetic", {}), sort_keys=True),
     log:
         "results/logs/synthetic.log",
     conda:
         "../envs/shiftcurv.yaml"
+    params:
+        settings=json.dumps(config.get("synthetic", {}), sort_keys=True),
     shell:
         "shiftcurv synthetic --settings {params.settings:q} --out {output.nc}"
         " --figures results/figures > {log} 2>&1"

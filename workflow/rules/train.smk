@@ -4,20 +4,20 @@ rule train:
     output:
         weights=f"{CELL}/theta_sgd.safetensors",
         record=f"{CELL}/train.json",
-    params:
-        settings=settings_param("train"),
     log:
         f"{CELL}/logs/train.log",
     benchmark:
         f"{CELL}/benchmarks/train.tsv"
-    threads: THREADS
-    resources:
-        runtime=runtime_minutes("train"),
-        **GPU_RESOURCES,
     group:
         "cell"
     conda:
         "../envs/shiftcurv.yaml"
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+        runtime=runtime_minutes("train"),
+    params:
+        settings=settings_param("train"),
     shell:
         # exec: the step's signal (SLURM --signal before wall time) reaches the trainer itself,
         # which checkpoints at the epoch boundary and exits 75; no shell in between to die first
