@@ -72,6 +72,7 @@ ALLOWED = {
     "models": set(),
     "train": {"sweep"},  # the temperature and the epoch budget
     "landscape": {"config"},  # the measures' names and default options
+    "eq4": {"sweep", "train", "landscape"},  # training's batch order; objectives, HVPs
     "synthetic": {"config", "io"},
     "results": {"sweep", "io"},
     "plots": {"sweep", "results", "landscape", "io"},  # landscape.line: numpy only

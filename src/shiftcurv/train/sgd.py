@@ -36,7 +36,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from shiftcurv.sweep.temperature import epoch_budget, epoch_seed, learning_rate, steps_per_epoch
+from shiftcurv.sweep.temperature import epoch_budget, learning_rate, steps_per_epoch
+from shiftcurv.train.order import epoch_permutation
 
 
 @dataclass
@@ -89,11 +90,6 @@ class TrainState:
 
 
 EVAL_CHUNK = 2048  # samples per forward pass in `evaluate`
-
-
-def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    return torch.randperm(n, generator=g)
 
 
 class SGDModule(pl.LightningModule):
