@@ -158,10 +158,9 @@ def train(args, stop) -> int:
 
     from shiftcurv import data
     from shiftcurv.data import splits
-    from shiftcurv.io import save_state, write_json
-    from shiftcurv.landscape.objective import Objective
+    from shiftcurv.io import save_state
     from shiftcurv.progress import Progress
-    from shiftcurv.train.sgd import TrainSettings, TrainState, fit, settings_dict
+    from shiftcurv.train.sgd import TrainSettings, TrainState, fit
 
     set_threads(args.threads)
     s = parse_settings(args.settings)
@@ -217,6 +216,19 @@ def train(args, stop) -> int:
                f"{where}; rerun to resume")
         print(f"shiftcurv train: {msg}", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
+    finish(s, settings, state, ds, model, args.out_weights, args.out_record, ckpt, args.init)
+    return 0
+
+
+def finish(s: dict, settings, state, ds, model, out_weights, out_record, ckpt: Path,
+           init: str | None = None, extra: dict | None = None) -> dict:
+    """Write a finished cell's weights and record (final full-set losses included), remove its
+    checkpoint; `extra` adds fields to the record (the packed trainer's). Returns the record."""
+    from shiftcurv.io import save_state, write_json
+    from shiftcurv.landscape.objective import Objective
+    from shiftcurv.train.sgd import settings_dict
+
+    n_params = sum(p.numel() for p in model.parameters())
     record = {"status": state.status, "settings": settings_dict(settings), "arch": s["arch"],
               "n_params": n_params, "lr": settings.lr, "batch_size": settings.batch_size,
               "temperature": settings.temperature, "epochs": state.epoch,
@@ -224,9 +236,9 @@ def train(args, stop) -> int:
               "steps": state.epoch * (ds.n_train // settings.batch_size),
               "history": state.history, "wall_seconds": state.wall_seconds,
               "n_train": ds.n_train, "n_test": ds.n_test, "split": s.get("split") or {},
-              "init": args.init, "init_sha256": s.get("init_sha256"),
+              "init": init, "init_sha256": s.get("init_sha256"),
               **final_losses(state.history, int(s.get("final_window", 100))),
-              "provenance": provenance()}
+              "provenance": provenance(), **(extra or {})}
     for split in ("train", "test"):
         xs, ys = ds.tensors(split)
         ob = Objective(model, xs, ys)
@@ -234,12 +246,11 @@ def train(args, stop) -> int:
         record[f"{split}_loss"], record[f"{split}_acc"] = loss, acc
     if state.status == "ok" and not math.isfinite(record["train_loss"]):
         record["status"] = "diverged"
-    save_state(args.out_weights, model.state_dict())
-    write_json(args.out_record, record)
+    save_state(out_weights, model.state_dict())
+    write_json(out_record, record)
     log(f"done: status {record['status']}, train loss {record['train_loss']:.5f} "
         f"acc {record['train_acc']:.4f}, test loss {record['test_loss']:.5f} "
         f"acc {record['test_acc']:.4f}, {state.wall_seconds:.1f} s of SGD")
     if ckpt.exists():
         ckpt.unlink()  # the final weights supersede it
-    return 0
-
+    return record

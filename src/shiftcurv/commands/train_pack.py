@@ -1,0 +1,204 @@
+"""Train several cells as one pack: one process, one vectorized model (shiftcurv.train.packed).
+
+The cells share the dataset, the architecture, the batch size and the weight decay; each has its
+own seed (and so its own initialisation and batch order), temperature, epoch budget, divergence
+status, checkpoint and outputs, in the same formats as `shiftcurv train` (weights .safetensors,
+record .json, checkpoint <weights>.ckpt). A cell's record gains a "pack" field (its resume key and
+the pack's size). A cell's numbers do not depend on which cells it is packed with.
+
+--cells is a JSON list (text, or @FILE), one object per cell:
+  {"settings": {... as for `shiftcurv train` ...}, "out_weights": PATH, "out_record": PATH,
+   "checkpoint": PATH (optional, default <out_weights>.ckpt)}
+
+A cell finishes (outputs written, checkpoint removed) at the epoch boundary where it ends, while
+its pack-mates go on. A cell whose outputs exist from a packed run with the same settings is
+skipped, so rerunning an interrupted pack only resumes the cells left. Stop signals (SIGTERM,
+SIGUSR1, SIGINT): every cell still training writes a checkpoint at the epoch boundary and the
+command exits 75; rerun it to resume every cell, bit-identically on CPU with the same threads.
+
+Not packed: momentum, eval_every and --init (the Fig. 5 protocol): use `shiftcurv train`.
+
+Example:
+  shiftcurv train-pack --data results/data/mnist1d.npz --cells '[
+    {"settings": {"arch": {"type": "mlp"}, "temperature": 1e-3, "batch_size": 100, "seed": 0},
+     "out_weights": "a/theta_sgd.safetensors", "out_record": "a/train.json"},
+    {"settings": {"arch": {"type": "mlp"}, "temperature": 2e-3, "batch_size": 100, "seed": 1},
+     "out_weights": "b/theta_sgd.safetensors", "out_record": "b/train.json"}]'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from shiftcurv import ShiftcurvError
+from shiftcurv.commands._common import add_threads_argument, build_model, log, require, set_threads
+
+HELP = "train several cells (same data, arch and B) as one vectorized pack"
+KEY_PREFIX = "packed:"  # a pack's checkpoints are not the unpacked trainer's (last-bit kernels)
+
+
+def add_arguments(p):
+    p.add_argument("--data", required=True, help="dataset .npz from prepare-data")
+    p.add_argument("--cells", required=True, metavar="JSON|@FILE",
+                   help="the cells: a JSON list of {settings, out_weights, out_record}")
+    add_threads_argument(p)
+
+
+def parse_cells(text: str) -> list[dict]:
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.exists():
+            raise ShiftcurvError(f"cells file not found: {path}")
+        text = path.read_text()
+    try:
+        cells = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ShiftcurvError(f"--cells is not valid JSON: {e}") from None
+    if not isinstance(cells, list) or not cells:
+        raise ShiftcurvError("--cells must be a non-empty JSON list")
+    for i, c in enumerate(cells):
+        if not isinstance(c, dict) or not isinstance(c.get("settings"), dict) or \
+                not all(isinstance(c.get(k), str) for k in ("out_weights", "out_record")):
+            raise ShiftcurvError(f"--cells[{i}] needs settings (an object), out_weights and "
+                                 f"out_record (paths)")
+        require(c["settings"], "arch", "temperature", "batch_size", "seed")
+    outs = [c[k] for c in cells for k in ("out_weights", "out_record")]
+    if len(set(outs)) != len(outs):
+        raise ShiftcurvError("--cells name an output path twice")
+    return cells
+
+
+def one_value(cells: list[dict], key: str):
+    """The value of settings[key] shared by every cell (an error naming it when not shared)."""
+    from shiftcurv.sweep import as_json
+
+    values = {as_json(c["settings"].get(key)) for c in cells}
+    if len(values) > 1:
+        raise ShiftcurvError(f"cells of one pack must share {key}; got {' vs '.join(values)}")
+    return cells[0]["settings"].get(key)
+
+
+def run(args) -> int:
+    from shiftcurv.train.signals import EXIT_INTERRUPTED, Abandoned, stop_on_signals
+
+    with stop_on_signals() as stop:
+        try:
+            return train_pack(args, stop)
+        except Abandoned as e:
+            print(f"shiftcurv train-pack: interrupted ({e}); the checkpoints on disk stay the "
+                  f"resume points; rerun to resume", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+
+
+def already_done(cell: dict, key: str) -> bool:
+    """Outputs of a finished packed run of these settings are there."""
+    from shiftcurv.io import read_json
+
+    if not (Path(cell["out_weights"]).exists() and Path(cell["out_record"]).exists()):
+        return False
+    try:
+        record = read_json(cell["out_record"])
+    except ShiftcurvError:
+        return False
+    return record.get("pack", {}).get("key") == key and record.get("status") in ("ok",
+                                                                                  "diverged")
+
+
+def train_pack(args, stop) -> int:
+    import torch
+
+    from shiftcurv import data
+    from shiftcurv.commands.train import (
+        FIELDS,
+        checkpoint_key,
+        finish,
+        load_checkpoint,
+        remove_stale_temporaries,
+    )
+    from shiftcurv.data import splits
+    from shiftcurv.io import save_state
+    from shiftcurv.progress import Progress
+    from shiftcurv.train.packed import check_packable, fit_packed
+    from shiftcurv.train.sgd import TrainSettings, TrainState
+    from shiftcurv.train.signals import EXIT_INTERRUPTED
+
+    set_threads(args.threads)
+    cells = parse_cells(args.cells)
+    arch = one_value(cells, "arch")
+    ds = splits.apply(data.load(args.data), one_value(cells, "split"))
+    settings = []
+    for c in cells:
+        s = c["settings"]
+        if s.get("init_sha256") is not None:
+            raise ShiftcurvError("a pack starts from seeded inits; --init runs use shiftcurv train")
+        try:
+            settings.append(TrainSettings(**{k: s[k] for k in FIELDS if k in s}))
+        except TypeError as e:
+            raise ShiftcurvError(f"bad train settings: {e}") from None
+        t = settings[-1].temperature
+        if not (math.isfinite(t) and t > 0):
+            raise ShiftcurvError(f"temperature must be > 0, got {t}")
+    try:
+        check_packable(settings)
+    except ValueError as e:
+        raise ShiftcurvError(str(e)) from None
+    if settings[0].batch_size > ds.n_train:
+        raise ShiftcurvError(f"batch_size {settings[0].batch_size} exceeds the {ds.n_train} "
+                             f"training samples of {args.data}")
+    keys = [KEY_PREFIX + checkpoint_key(c["settings"]) for c in cells]
+    todo = [k for k, c in enumerate(cells) if not already_done(c, keys[k])]
+    for k in sorted(set(range(len(cells))) - set(todo)):
+        log(f"cell {k}: {cells[k]['out_record']} is done (a packed run of these settings): "
+            f"skipped")
+    if not todo:
+        return 0
+    ckpts = [Path(c.get("checkpoint") or c["out_weights"] + ".ckpt") for c in cells]
+    models, states = [], []
+    for k in todo:
+        torch.manual_seed(settings[k].seed)  # the init depends on the seed only, as unpacked
+        models.append(build_model(arch, ds))
+        c = cells[k]
+        remove_stale_temporaries(ckpts[k], Path(c["out_weights"]), Path(c["out_record"]))
+        state = load_checkpoint(ckpts[k], keys[k], models[-1], settings[k].epochs)
+        if state is not None:
+            log(f"cell {k}: resuming from checkpoint {ckpts[k]} at epoch "
+                f"{state.epoch}/{settings[k].epochs}")
+        states.append(state or TrainState())
+    n_params = sum(p.numel() for p in models[0].parameters())
+    log(f"train-pack: {len(todo)} cells of {arch} ({n_params:,d} parameters) B="
+        f"{settings[0].batch_size}: " + ", ".join(
+            f"[{k}] T={settings[k].temperature:g} seed={settings[k].seed} "
+            f"E={settings[k].epochs}" for k in todo))
+
+    def checkpoint(j):
+        k, st = todo[j], states[j]
+        save_state(ckpts[k], models[j].state_dict(),
+                   {"key": keys[k], "epoch": st.epoch, "history": st.history,
+                    "status": st.status, "wall_seconds": st.wall_seconds, "momentum": 0})
+
+    finished = set()
+
+    def on_finish(j):
+        k = todo[j]
+        finished.add(j)
+        finish(cells[k]["settings"], settings[k], states[j], ds, models[j],
+               cells[k]["out_weights"], cells[k]["out_record"], ckpts[k],
+               extra={"pack": {"key": keys[k], "size": len(todo)}})
+
+    x, y = ds.tensors("train", dtype=torch.float32)
+    fit_packed(models, x, y, [settings[k] for k in todo], states, checkpoint, on_finish,
+               Progress(), stop)
+    for j, st in enumerate(states):
+        if st.status in ("ok", "diverged") and j not in finished:
+            on_finish(j)  # its budget was met on entry (a checkpoint at its last epoch)
+    left = [(k, st) for k, st in zip(todo, states, strict=True) if st.interrupted is not None]
+    for k, st in left:
+        where = (f"checkpoint written to {ckpts[k]}" if ckpts[k].exists()
+                 else "no checkpoint (no epoch finished)")
+        print(f"shiftcurv train-pack: cell {k} interrupted by {st.interrupted} at epoch "
+              f"{st.epoch}/{settings[k].epochs}; {where}; rerun to resume", file=sys.stderr,
+              flush=True)
+    return EXIT_INTERRUPTED if left else 0

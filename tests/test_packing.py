@@ -1,0 +1,206 @@
+"""Packed cells (shiftcurv.train.packed, `shiftcurv train-pack`): a cell's weights do not depend
+on its pack-mates (bit for bit on CPU), each keeps its own epoch budget and divergence status,
+and a pack killed (SIGKILL) or stopped (SIGTERM) mid-run resumes every cell bit-identically."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import no_slurm_probe_dir
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from shiftcurv import models
+from shiftcurv.cli import main
+from shiftcurv.train.packed import check_packable, fit_packed
+from shiftcurv.train.sgd import TrainSettings, fit
+from shiftcurv.train.signals import EXIT_INTERRUPTED
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1",
+           PATH=f"{no_slurm_probe_dir()}:{Path(sys.executable).parent}:{os.environ['PATH']}")
+ARCHS = {"mlp": {"type": "mlp", "widths": [6]},
+         "cnn1d": {"type": "cnn1d", "channels": [4, 4]},
+         "mlp-bn": {"type": "mlp", "widths": [6], "batch_norm": True},
+         "cnn1d-bn": {"type": "cnn1d", "channels": [4, 4], "batch_norm": True}}
+# (T, seed): budgets 6, 3 and 2 epochs (E = ceil(6 * 2e-3 / T))
+CELLS = [(2e-3, 0), (4e-3, 1), (6e-3, 2)]
+
+
+def settings(temperature, seed, **kw):
+    return TrainSettings(**({"temperature": temperature, "batch_size": 32, "seed": seed,
+                             "epochs_ref": 6, "temperature_ref": 2e-3, "max_epochs": 6,
+                             "checkpoint_every": 0} | kw))
+
+
+def build(ds, arch, seed):
+    torch.manual_seed(seed)  # as `shiftcurv train` and `train-pack` do
+    return models.build(ARCHS[arch], ds.in_shape, ds.n_classes)
+
+
+def pack(ds, arch, cells, **kw):
+    x, y = ds.tensors("train", dtype=torch.float32)
+    nets = [build(ds, arch, seed) for _, seed in cells]
+    finished = {}
+
+    def on_finish(k):
+        finished[k] = {n: t.clone() for n, t in nets[k].state_dict().items()}
+
+    states = fit_packed(nets, x, y, [settings(t, s, **kw) for t, s in cells],
+                        on_finish=on_finish)
+    return nets, states, finished
+
+
+def assert_same(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_a_packed_cell_equals_the_same_cell_in_a_pack_of_one(teacher, arch):
+    nets, states, finished = pack(teacher, arch, CELLS)
+    assert [s.status for s in states] == ["ok"] * 3
+    assert [s.epoch for s in states] == [6, 3, 2]  # each its own budget
+    assert [len(s.history["loss"]) for s in states] == [6, 3, 2]
+    for k, cell in enumerate(CELLS):
+        alone, state, _ = pack(teacher, arch, [cell])
+        assert_same(nets[k], alone[0])
+        assert state[0].history["loss"] == states[k].history["loss"]
+        # a cell that is done stops moving: its weights at its end are its final weights
+        assert all(torch.equal(finished[k][n], t) for n, t in nets[k].state_dict().items())
+    if "bn" in arch:  # batch-norm statistics are each cell's own
+        stats = [n.state_dict()["2.running_mean"] for n in nets]
+        assert not torch.equal(stats[0], stats[1])
+
+
+def test_a_pack_of_one_equals_the_unpacked_trainer_on_the_mlp(teacher):
+    """The 1-D CNN's pack of one differs from `sgd.fit` in the last bits (vmap's grouped
+    convolution, see shiftcurv.train.packed_model); the MLP's kernels are the same."""
+    x, y = teacher.tensors("train", dtype=torch.float32)
+    packed, _, _ = pack(teacher, "mlp", [CELLS[0]])
+    unpacked = build(teacher, "mlp", CELLS[0][1])
+    fit(unpacked, x, y, settings(*CELLS[0]))
+    assert_same(packed[0], unpacked)
+
+
+def test_a_diverging_cell_stops_alone(teacher):
+    cells = [CELLS[0], (1e4, 1), CELLS[2]]
+    nets, states, finished = pack(teacher, "mlp", cells)
+    assert [s.status for s in states] == ["ok", "diverged", "ok"]
+    assert states[1].epoch == 1 and states[0].epoch == 6 and sorted(finished) == [0, 1, 2]
+    for k in (0, 2):
+        alone, _, _ = pack(teacher, "mlp", [cells[k]])
+        assert_same(nets[k], alone[0])
+
+
+def test_cells_that_cannot_share_a_pack_are_refused():
+    with pytest.raises(ValueError, match="must share batch_size"):
+        check_packable([settings(1e-3, 0), settings(1e-3, 1, batch_size=64)])
+    with pytest.raises(ValueError, match="momentum 0.9.*shiftcurv train"):
+        check_packable([settings(1e-3, 0, momentum=0.9)])
+
+
+# -- the command: kill -9 and SIGTERM mid-pack, then resume --------------------------------------
+ARCH = {"type": "mlp", "widths": [16]}
+# 64 steps per epoch on 2048 samples; budgets 30, 60 and 120 epochs, a checkpoint every epoch
+PACK = [(4e-3, 0), (2e-3, 1), (1e-3, 2)]
+
+
+def cells_json(out: Path) -> str:
+    return json.dumps([
+        {"settings": {"arch": ARCH, "temperature": t, "batch_size": 32, "seed": s,
+                      "epochs_ref": 120, "temperature_ref": 1e-3, "max_epochs": 120,
+                      "checkpoint_every": 1},
+         "out_weights": str(out / f"c{k}" / "w.safetensors"),
+         "out_record": str(out / f"c{k}" / "t.json")} for k, (t, s) in enumerate(PACK)])
+
+
+def argv(data, out):
+    return ["train-pack", "--data", str(data), "--cells", cells_json(out), "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "teacher.npz"
+    assert main(["prepare-data", "--settings", json.dumps(
+        {"name": "gaussian-teacher", "options": {"n_train": 2048, "n_test": 128}}),
+        "--out", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data):
+    """The uninterrupted pack (in this process: the same code, settings and thread count)."""
+    out = tmp_path_factory.mktemp("reference")
+    assert main(argv(data, out)) == 0
+    return out
+
+
+def start(data, out):
+    return subprocess.Popen([sys.executable, "-m", "shiftcurv.cli", *argv(data, out)], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, proc, timeout=60.0):
+    t0 = time.monotonic()
+    while not path.exists():
+        assert proc.poll() is None, f"ended before {path} appeared:\n{proc.communicate()[1]}"
+        assert time.monotonic() - t0 < timeout, f"{path} did not appear in {timeout} s"
+        time.sleep(0.005)
+
+
+def checkpoint_epoch(path: Path) -> int:
+    with safe_open(str(path), framework="pt") as f:
+        return int(json.loads(f.metadata()["epoch"]))
+
+
+def assert_same_outputs(out, ref):
+    for k in range(len(PACK)):
+        a, b = (load_file(str(d / f"c{k}/w.safetensors")) for d in (out, ref))
+        assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a), k
+        ra, rb = (json.loads((d / f"c{k}/t.json").read_text()) for d in (out, ref))
+        assert ra["history"]["loss"] == rb["history"]["loss"] and ra["status"] == "ok"
+        assert not (out / f"c{k}/w.safetensors.ckpt").exists()
+
+
+def test_kill_9_mid_pack_resumes_every_cell_bit_identically(tmp_path, data, reference, capsys):
+    proc = start(data, tmp_path)
+    wait_for(tmp_path / "c2/w.safetensors.ckpt", proc)
+    time.sleep(0.2)
+    proc.kill()  # SIGKILL: no handler runs
+    assert proc.wait() == -signal.SIGKILL
+    assert (tmp_path / "c2/w.safetensors.ckpt").exists()
+    assert not (tmp_path / "c2/t.json").exists(), "the kill was not mid-pack"
+    assert main(argv(data, tmp_path)) == 0
+    err = capsys.readouterr().err
+    assert "cell 2: resuming from checkpoint" in err
+    assert_same_outputs(tmp_path, reference)
+
+
+def test_sigterm_checkpoints_every_cell_exits_75_and_the_rerun_resumes(tmp_path, data,
+                                                                      reference, capsys):
+    proc = start(data, tmp_path)
+    wait_for(tmp_path / "c1/w.safetensors.ckpt", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    running = [k for k in range(len(PACK)) if not (tmp_path / f"c{k}/t.json").exists()]
+    assert 2 in running, "SIGTERM came after the pack ended"
+    epochs = {checkpoint_epoch(tmp_path / f"c{k}/w.safetensors.ckpt") for k in running}
+    assert len(epochs) == 1  # every cell still training, at the same epoch boundary
+    epoch = epochs.pop()
+    assert all(f"cell {k} interrupted by SIGTERM at epoch {epoch}/" in err for k in running)
+    done = {k: (tmp_path / f"c{k}/t.json").stat().st_mtime_ns for k in range(3)
+            if k not in running}
+    assert main(argv(data, tmp_path)) == 0
+    err = capsys.readouterr().err
+    assert all(f"cell {k}: resuming from checkpoint" in err for k in running)
+    assert all((tmp_path / f"c{k}/t.json").stat().st_mtime_ns == t for k, t in done.items())
+    assert_same_outputs(tmp_path, reference)
