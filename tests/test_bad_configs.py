@@ -87,6 +87,13 @@ BAD = [
      "measure.hessian.options.trace_method"),
     ("zero-threads", {"resources/threads": 0}, "resources.threads"),
     ("misspelt-top-level-key", {"temperature": [1e-3]}, "temperature"),
+    ("eq4-unknown-sampler", {"eq4/sampler": "metropolis"}, "eq4"),
+    ("eq4-batches-more-than-samples", {"eq4/samples": 8, "eq4/batches": 10}, "eq4.batches"),
+    ("eq4-min-batches-more-than-batches", {"eq4/min_batches": 30}, "eq4.min_batches"),
+    ("eq4-seed-not-swept", {"eq4/seeds": [7]}, "eq4.seeds"),
+    ("eq4-thin-past-max-epochs", {"eq4/thin": 100, "eq4/max_epochs": 50}, "eq4.max_epochs"),
+    ("eq4-one-batch", {"eq4/batches": 1}, "eq4"),
+    ("eq4-unknown-key", {"eq4/sampels": 10}, "eq4"),
 ]
 
 # issue 17: numbers torch / numpy / SLURM cannot take (seeds past 2**64, sizes whose tensors or

@@ -1,6 +1,7 @@
 rule gather:
     input:
         cell_files("measure.json"),
+        [f"{c.dir}/{sw.EQ4_OUT.format(sampler=s)}" for c in EQ4_CELLS for s in EQ4_SAMPLERS],
     output:
         nc=SWEEP_NC,
         status=report(
@@ -14,7 +15,14 @@ rule gather:
         "../envs/shiftcurv.yaml"
     params:
         # the sweep's own config: the fig5 and synthetic sections have their own gathers
-        config=sw.as_json({k: v for k, v in config.items() if k not in ("fig5", "synthetic")}),
+        # (and eq4 only when it runs, so that sweeps without it keep the params they had)
+        config=sw.as_json(
+            {
+                k: v
+                for k, v in config.items()
+                if k not in ("fig5", "synthetic") and (k != "eq4" or EQ4_SAMPLERS)
+            }
+        ),
     shell:
         "shiftcurv gather --config-json {params.config:q} --out {output.nc}"
         " --status-tsv {output.status} > {log} 2>&1"

@@ -155,7 +155,8 @@ def sample(args, stop) -> int:
         return EXIT_INTERRUPTED
     sampled = time.perf_counter() - t0
     record.update(cell.record(acc, run, settings))
-    cost = cost_epochs(run["chain_epochs"], acc.n, len(y_tr), len(y_te), cell.hvps)
+    cost = cost_epochs(run["chain_epochs"], acc.n, len(y_tr), len(y_te), cell.hvps,
+                       settings.sampler)
     record.update(cost=cost, train_epochs=train_epochs, sample_seconds=sampled,
                   chain_steps=chain.steps)
     write_json(args.out, record)

@@ -89,6 +89,7 @@ def semantic_problems(config: dict) -> list[str]:
         out.append(f"measure.fit_window: {ms['fit_window']} is more than measure.margin "
                    f"{ms['margin']}: the line grid u in [-margin, 1 + margin] must cover the "
                    f"train fit window u in [-fit_window, 0]")
+    out.extend(eq4_problems(config.get("eq4") or {}, config["seeds"]))
     tau = config["minimize"].get("tau_max")
     if tau is None:
         for name, opts in config["datasets"].items():
@@ -306,4 +307,23 @@ def data_source_problems(config: dict) -> list[str]:
                        f"cifar-10-batches-bin/ or cifar-10-batches-py/, or its parent)")
             continue
         out.extend(f"{where}: {p}" for p in cifar.source_problems(root))
+    return out
+
+
+def eq4_problems(eq4: dict, seeds: list[int]) -> list[str]:
+    """What the schema cannot say about the `eq4` section: the jackknife needs every batch to
+    hold a sample, an early stop needs its batches to exist, sampled seeds must be swept."""
+    out = [f"eq4.seeds: {s} is not one of the sweep's seeds {seeds}"
+           for s in eq4.get("seeds") or [] if s not in seeds]
+    samples, batches = eq4.get("samples", 200), eq4.get("batches", 20)
+    if batches > samples:
+        out.append(f"eq4.batches: {batches} batches need at least as many samples "
+                   f"(eq4.samples is {samples})")
+    if eq4.get("min_batches", 10) > batches:
+        out.append(f"eq4.min_batches: {eq4.get('min_batches', 10)} is more than eq4.batches "
+                   f"{batches}")
+    if "thin" in eq4 and eq4["thin"] * (samples // max(batches, 1)) > eq4.get("max_epochs",
+                                                                              2000):
+        out.append(f"eq4.max_epochs: {eq4.get('max_epochs', 2000)} chain epochs cannot hold one "
+                   f"batch of {samples // max(batches, 1)} samples {eq4['thin']} epochs apart")
     return out

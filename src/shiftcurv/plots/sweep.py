@@ -9,6 +9,7 @@ failed, missing).
   loss at θ_tr and its Taylor predictions (the paper's U_test_k + ½sᵀCs, and with the
   first-order term −g_testᵀs); U_tr_k and U_test_k; shift-curvature and ‖s‖; c_tr and
   c_test (fits; exact HVP values dashed) (paper Fig. 2/3).
+- eq4_{dataset}_{arch}.png (when the sweep runs the `eq4` section): `shiftcurv.plots.eq4`.
 - measures_{dataset}_{arch}.png (when the sweep computes Hessian measures): shift-curvature next
   to each curvature/sharpness measure (λ_max, trace, ε-sharpness, ...) versus temperature, one
   line per point (SGD solution, θ_tr, θ_test).
@@ -21,7 +22,9 @@ import numpy as np
 
 def figure_kinds(config: dict) -> list[str]:
     hessian = config.get("measure", {}).get("hessian", {})
-    return ["fig1", "fig23"] + (["measures"] if hessian.get("measures") else [])
+    eq4 = (config.get("eq4") or {}).get("enabled", False)
+    return (["fig1", "fig23"] + (["measures"] if hessian.get("measures") else [])
+            + (["eq4"] if eq4 else []))
 
 
 def figure_names(config: dict, outdir: str = "results/figures") -> list[str]:
@@ -200,6 +203,10 @@ def plot_all(ds, outdir) -> list[str]:
             kinds = [("fig1", fig1), ("fig23", fig23)]
             if hessian_bases(ds):
                 kinds.append(("measures", fig_measures))
+            if "eq4_status" in ds:
+                from shiftcurv.plots.eq4 import fig_eq4
+
+                kinds.append(("eq4", fig_eq4))
             for kind, draw in kinds:
                 path = Path(outdir) / f"{kind}_{d}_{a}.png"
                 with atomic_path(path) as tmp:

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from shiftcurv import __version__
+from shiftcurv import sweep as sw
 from shiftcurv.sweep import Cell, config_hash
 from shiftcurv.sweep.temperature import epoch_budget
 
@@ -144,6 +145,89 @@ PROFILES = {
 }
 
 
+# Eq. 4 (eq4_<sampler>.json, `shiftcurv sample`), gathered as eq4_<name>(..., sampler) with
+# eq4_<name>_se beside each term: name -> (where in the record, units, long_name). The term names
+# are shiftcurv.eq4.statistics.TERMS (a test keeps the two in step; this layer stays torch-free).
+EQ4_TERMS = {
+    "mean_test_loss": ("nats", "E[U_test(theta)] over SGD's steady state (Eq. 4's left side)"),
+    "mean_train_loss": ("nats", "E[U_tr(theta)] over the chain"),
+    "excess": ("nats", "measured excess E[U_test(theta)] - U_test(theta_tr)"),
+    "excess_bias": ("nats", "U_test(mu) - U_test(theta_tr): the part of the excess due to b"),
+    "excess_cov": ("nats", "E[U_test(theta)] - U_test(mu): the part due to the spread"),
+    "cov_term": ("nats", "1/2 Tr(Sigma C_test), C_test at theta_test (covariance-curvature)"),
+    "shift_bias_term": ("nats", "1/2 (s+b)' C_test (s+b)"),
+    "shift_term": ("nats", "1/2 s' C_test s"),
+    "cross_term": ("nats", "s' C_test b"),
+    "bias_term": ("nats", "1/2 b' C_test b (bias-curvature)"),
+    "first_order": ("nats", "-g_test'(s+b), g_test = grad U_test(theta_test)"),
+    "prediction": ("nats", "Eq. 4 at theta_test with the first-order term (paper form)"),
+    "prediction_no_first_order": ("nats", "Eq. 4 at theta_test as the paper writes it"),
+    "excess_prediction": ("nats", "paper-form prediction of the excess (Eq. 4 - Eq. 3)"),
+    "residual": ("nats", "measured - predicted E[U_test], paper form"),
+    "local_cov_term": ("nats", "1/2 Tr(Sigma H), H = Hessian of U_test at theta_tr"),
+    "local_bias_term": ("nats", "1/2 b' H b"),
+    "local_first_order": ("nats", "-g_tr'b, g_tr = grad U_test(theta_tr)"),
+    "local_prediction": ("nats", "Eq. 4 expanded at theta_tr (local form)"),
+    "local_excess_prediction": ("nats", "local-form prediction of the excess"),
+    "local_residual": ("nats", "measured - predicted E[U_test], local form"),
+    "bias_norm": ("parameter-space units", "|b| = |theta_tr - mu|, mu the chain mean"),
+    "train_loss_at_mean": ("nats", "U_tr(mu)"),
+    "fdr_lhs": ("nats", "E[(theta - theta_tr) . grad U_alpha,tr(theta)] (Yaida's FDR)"),
+    "fdr_rhs": ("nats", "(lr / 2) E|g_B + alpha theta|^2 (Yaida's FDR)"),
+}
+EQ4_SCALARS = {
+    "n_eff": ("diagnostics.n_eff", "1", "effective sample size of the kept test losses"),
+    "tau_int": ("diagnostics.tau_int_epochs", "epochs",
+                "integrated autocorrelation time of the kept test losses"),
+    "trend_z": ("diagnostics.trend_z", "1", "slope of U_tr over the samples / its SE"),
+    "geweke_z": ("diagnostics.geweke_z", "1", "Geweke z of U_test (first 10% vs last 50%)"),
+    "drift_ratio": ("diagnostics.drift_ratio", "1",
+                    "split-half drift 1/2 dmu' C dmu over 1/2 Tr(Sigma C)"),
+    "one_basin": ("diagnostics.one_basin", "1", "1 if U_tr(mu) <= E[U_tr(theta)]"),
+    "lr_lambda_max": ("diagnostics.lr_lambda_max", "1",
+                      "lr x lambda_max(train Hessian at theta_tr): 2 is the edge of stability"),
+    "samples": ("samples", "1", "kept samples"),
+    "chain_epochs": ("chain_epochs", "epochs", "epochs the chain ran (burn-in + sampling)"),
+    "burn_in": ("plan.burn_in", "epochs", "burn-in epochs"),
+    "thin": ("plan.thin", "epochs", "epochs between kept samples"),
+    "cost_epochs": ("cost.total_epochs", "epochs",
+                    "sampling cost in train-epoch equivalents (chain + measurement)"),
+    "seconds": ("sample_seconds", "s", "wall seconds of the sampling step"),
+}
+
+
+def _eq4_variables(records: dict, index, shape: list[int], samplers: list[str]) -> dict:
+    """eq4_* arrays of shape (cells..., sampler) from {cell: {sampler: record or None}}."""
+    full = shape + [len(samplers)]
+    status = np.full(full, "not_sampled", dtype=object)  # a cell outside eq4.seeds
+    terms = {k: np.full(full, np.nan) for k in EQ4_TERMS}
+    errors = {k: np.full(full, np.nan) for k in EQ4_TERMS}
+    scalars = {k: np.full(full, np.nan) for k in EQ4_SCALARS}
+    for cell, by_sampler in records.items():
+        for j, sampler in enumerate(samplers):
+            rec = (by_sampler or {}).get(sampler)
+            i = index(cell) + (j,)
+            if rec is None:
+                status[i] = "missing"
+                continue
+            status[i] = rec.get("status", "failed")
+            for k in terms:
+                terms[k][i] = _get(rec, f"terms.{k}")
+                errors[k][i] = _get(rec, f"terms.{k}_se")
+            for k, (where, _, _) in EQ4_SCALARS.items():
+                scalars[k][i] = _get(rec, where)
+    out = {"eq4_status": (status.astype(str), {
+        "long_name": "Eq. 4 chain status: ok, left_basin (its mean is outside one basin), "
+                     "diverged, too_short, or the upstream status; missing; not_sampled (outside eq4.seeds)"})}
+    for k, (units, name) in EQ4_TERMS.items():
+        out[f"eq4_{k}"] = (terms[k], {"units": units, "long_name": name})
+        out[f"eq4_{k}_se"] = (errors[k], {"units": units,
+                                          "long_name": f"jackknife standard error of eq4_{k}"})
+    for k, (_, units, name) in EQ4_SCALARS.items():
+        out[f"eq4_{k}"] = (scalars[k], {"units": units, "long_name": name})
+    return out
+
+
 def _lookup(record: dict, dotted: str):
     """record["a"]["b"] for "a.b", or None where a key is missing."""
     value = record
@@ -176,8 +260,9 @@ def _hessian_meta(key: str):
 
 
 def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: str = "",
-                  git_revision: str = "unknown"):
-    """One xarray.Dataset from {cell: measure record or None (missing)}."""
+                  git_revision: str = "unknown", eq4_records: dict | None = None):
+    """One xarray.Dataset from {cell: measure record or None (missing)}; with `eq4_records`
+    ({cell: {sampler: Eq. 4 record or None}}) also the eq4_* variables over a `sampler` axis."""
     import xarray as xr
 
     temps = sorted({c.temperature for c in records}, key=float)
@@ -248,6 +333,13 @@ def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: s
         data_vars[k] = (dims, arr, {"units": hessian_meta[k][0], "long_name": hessian_meta[k][1]})
     for k, arr in profiles.items():
         data_vars[k] = (dims + ["u"], arr, {"units": PROFILES[k][0], "long_name": PROFILES[k][1]})
+    samplers = sw.eq4_samplers(config) if eq4_records is not None else []
+    if samplers:
+        for k, (arr, attrs) in _eq4_variables(eq4_records, index, shape, samplers).items():
+            data_vars[k] = (dims + ["sampler"], arr, attrs)
+        coords["sampler"] = ("sampler", samplers, {
+            "long_name": "Eq. 4 chain's minibatches: rr reshuffled (training's order carried "
+                         "on), wr drawn with replacement"})
     attrs = {"title": "shiftcurv sweep", "config": config_text or str(config),
              "config_hash": config_hash(config), "shiftcurv_version": __version__,
              "git_revision": git_revision,

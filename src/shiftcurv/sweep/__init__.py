@@ -10,6 +10,7 @@ The names most callers want are here: `from shiftcurv import sweep as sw; sw.cel
 
 from shiftcurv.sweep.cells import (
     DATA_FILE,
+    EQ4_OUT,
     MEASURE_OUT,
     MIN_OUT,
     NAME_RE,
@@ -27,6 +28,9 @@ from shiftcurv.sweep.settings import (
     capped_lines,
     capped_temperatures,
     dataset_settings,
+    eq4_cells,
+    eq4_samplers,
+    eq4_settings,
     flow_time,
     measure_settings,
     minimize_settings,
@@ -35,8 +39,9 @@ from shiftcurv.sweep.settings import (
     train_settings,
 )
 
-__all__ = ["DATA_FILE", "MEASURE_OUT", "MIN_OUT", "NAME_RE", "RESULTS", "TRAIN_OUT", "Cell",
-           "as_json", "capped_lines", "capped_temperatures", "cells", "config_hash",
-           "dataset_settings", "dataset_test_size", "dataset_train_size", "flow_time",
+__all__ = ["DATA_FILE", "EQ4_OUT", "MEASURE_OUT", "MIN_OUT", "NAME_RE", "RESULTS", "TRAIN_OUT",
+           "Cell", "as_json", "capped_lines", "capped_temperatures", "cells", "config_hash",
+           "dataset_settings", "dataset_test_size", "dataset_train_size", "eq4_cells",
+           "eq4_samplers", "eq4_settings", "flow_time",
            "format_temperature", "measure_settings", "minimize_settings", "paper_batch_size",
            "split_size", "train_settings"]

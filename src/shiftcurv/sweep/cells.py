@@ -24,6 +24,7 @@ TRAIN_OUT = {"weights": "theta_sgd.safetensors", "record": "train.json"}
 MIN_OUT = {split: {"weights": f"theta_{split}.safetensors", "record": f"min_{split}.json"}
            for split in ("train", "test")}
 MEASURE_OUT = "measure.json"
+EQ4_OUT = "eq4_{sampler}.json"  # one per sampler (rr, wr) when the eq4 section is enabled
 DATA_FILE = "results/data/{dataset}.npz"
 
 

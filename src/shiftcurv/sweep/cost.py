@@ -41,13 +41,19 @@ from shiftcurv import sweep as sw
 from shiftcurv.sweep.temperature import epoch_budget, steps_per_epoch
 
 CELL_RULES = ("train", "min_train", "min_test", "measure")
+# the Eq. 4 step (config `eq4`): one job per cell and sampler, in the cell's group; modelled like
+# the other cell rules, with its benchmarks in sample_<sampler>.tsv
+EQ4_RULE = "sample"
+MODEL_RULES = (*CELL_RULES, EQ4_RULE)
 RECORD = {"train": sw.TRAIN_OUT["record"], "min_train": sw.MIN_OUT["train"]["record"],
           "min_test": sw.MIN_OUT["test"]["record"], "measure": sw.MEASURE_OUT}
 UPSTREAM = {"train": (), "min_train": ("train",), "min_test": ("train",),
-            "measure": ("train", "min_train", "min_test")}
+            "measure": ("train", "min_train", "min_test"),
+            EQ4_RULE: ("train", "min_train", "min_test")}
 # priors with no finished job anywhere: generous on purpose (a wall time that is too short costs
 # a retry; one too long only worse backfill). Seconds per job, and seconds per sample-step.
-PRIOR_OVERHEAD_S = {"train": 120.0, "min_train": 300.0, "min_test": 300.0, "measure": 600.0}
+PRIOR_OVERHEAD_S = {"train": 120.0, "min_train": 300.0, "min_test": 300.0, "measure": 600.0,
+                    EQ4_RULE: 1800.0}
 PRIOR_RATE_S = 5e-5                 # train: 20 000 sample-steps per second
 MAX_SAMPLES = 100                   # calibration cells per (dataset, arch, rule)
 # wall-time request of one rule: SAFETY × prediction + MARGIN_S (start-up, file system latency,
@@ -76,14 +82,24 @@ def scan(config: dict, root: str = ".") -> dict[sw.Cell, frozenset[str]]:
     return out
 
 
-def to_run(files: frozenset[str]) -> tuple[str, ...]:
+def to_run(files: frozenset[str], samplers: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
     """The cell rules Snakemake will run for a cell with these files: a missing record, or an
-    upstream step that runs (existence only; `snakemake -n` also sees changed params/code)."""
+    upstream step that runs (existence only; `snakemake -n` also sees changed params/code);
+    `sample` once per Eq. 4 sampler whose record is missing."""
     todo: list[str] = []
     for rule in CELL_RULES:
         if RECORD[rule] not in files or any(u in todo for u in UPSTREAM[rule]):
             todo.append(rule)
+    upstream = any(u in todo for u in UPSTREAM[EQ4_RULE])
+    todo += [EQ4_RULE for s in samplers if upstream or sw.EQ4_OUT.format(sampler=s) not in files]
     return tuple(todo)
+
+
+def eq4_benchmarks(files: frozenset[str]) -> list[str]:
+    """The Eq. 4 records of a cell directory's listing, as their benchmark file names."""
+    prefix, suffix = sw.EQ4_OUT.split("{sampler}")
+    return [f"sample_{f[len(prefix):-len(suffix)]}.tsv" for f in sorted(files)
+            if f.startswith(prefix) and f.endswith(suffix)]
 
 
 def read_benchmark(path: str) -> float | None:
@@ -205,6 +221,8 @@ def calibrate(config: dict, root: str = ".",
         for rule in CELL_RULES:
             if RECORD[rule] in files:
                 finished.setdefault((cell.dataset, cell.arch, rule), []).append(cell)
+        if eq4_benchmarks(files):
+            finished.setdefault((cell.dataset, cell.arch, EQ4_RULE), []).append(cell)
     samples: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for key, cells in finished.items():
         rule = key[2]
@@ -213,6 +231,12 @@ def calibrate(config: dict, root: str = ".",
             cells = [cells[int(i * step)] for i in range(MAX_SAMPLES)]
         for cell in cells:
             d = os.path.join(root, cell.dir)
+            if rule == EQ4_RULE:  # one job per sampler: each a sample of the per-job mean
+                for name in eq4_benchmarks(state[cell]):
+                    seconds = read_benchmark(os.path.join(d, "benchmarks", name))
+                    if seconds is not None:
+                        samples.setdefault(key, []).append((0.0, seconds))
+                continue
             seconds = read_benchmark(os.path.join(d, "benchmarks", f"{rule}.tsv"))
             if seconds is None:
                 continue
@@ -229,7 +253,7 @@ def calibrate(config: dict, root: str = ".",
         fits[key] = Fit(*fit(s, key[2] == "train"), n=len(s), source="calibrated")
     for dataset in config["datasets"]:
         for arch in config["archs"]:
-            for rule in CELL_RULES:
+            for rule in MODEL_RULES:
                 if (dataset, arch, rule) in fits:
                     continue
                 pools = ([s for (d, _, r), v in samples.items() if d == dataset and r == rule
@@ -333,15 +357,19 @@ def plan(config: dict, root: str = ".", group_components: int = 1,
     k = max(1, int(group_components))
     state = scan(config, root)
     model = calibrate(config, root, state)
+    samplers = sw.eq4_samplers(config)
+    sampled = set(sw.eq4_cells(config))
     gpu, threads = uses_gpu(config), int(config["resources"]["threads"])
-    rows = {(d, a): Row(d, a, model=model.source(d, a))
+    rules = MODEL_RULES if samplers else CELL_RULES
+    rows = {(d, a): Row(d, a, jobs=dict.fromkeys(rules, 0), model=model.source(d, a))
             for d in config["datasets"] for a in config["archs"]}
-    total = Row("total", "", model="calibrated" if model.calibrated else "prior")
+    total = Row("total", "", jobs=dict.fromkeys(rules, 0),
+                model="calibrated" if model.calibrated else "prior")
     cache: dict = {}
     for cell, files in state.items():
         row = rows[(cell.dataset, cell.arch)]
         row.cells += 1
-        todo = to_run(files)
+        todo = to_run(files, samplers if cell in sampled else ())
         if not todo:
             row.done += 1
             continue
@@ -355,7 +383,7 @@ def plan(config: dict, root: str = ".", group_components: int = 1,
         row.cpu_hours = row.seconds * threads / 3600
         for name in ("cells", "done", "remaining", "seconds", "gpu_hours", "cpu_hours"):
             setattr(total, name, getattr(total, name) + getattr(row, name))
-        for rule in CELL_RULES:
+        for rule in rules:
             total.jobs[rule] += row.jobs[rule]
     total.submissions = math.ceil(total.remaining / k)
     from shiftcurv.sweep import fig5
@@ -426,12 +454,13 @@ def _hours(h: float) -> str:
 
 def format_plan(p: Plan) -> str:
     """The table `shiftcurv plan` prints."""
-    head = ["dataset", "arch", "cells", "done", "left", *CELL_RULES, "submissions",
+    rules = list(p.total.jobs)
+    head = ["dataset", "arch", "cells", "done", "left", *rules, "submissions",
             "GPU-h left", "CPU-h left", "cost model"]
     body = []
     for r in [*p.rows, p.total]:
         body.append([r.dataset, r.arch, str(r.cells), str(r.done), str(r.remaining),
-                     *(str(r.jobs[x]) for x in CELL_RULES), str(r.submissions),
+                     *(str(r.jobs[x]) for x in rules), str(r.submissions),
                      _hours(r.gpu_hours), _hours(r.cpu_hours),
                      r.model if r is not p.total else ""])
     widths = [max(len(x[i]) for x in [head, *body]) for i in range(len(head))]

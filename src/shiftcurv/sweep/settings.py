@@ -121,5 +121,35 @@ def measure_settings(config: dict, cell: Cell) -> dict:
             **config["measure"], **_device(config)}
 
 
+def eq4_samplers(config: dict) -> list[str]:
+    """The samplers the `eq4` section runs ([] when it is off): `sampler` as a list."""
+    eq4 = config.get("eq4") or {}
+    if not eq4.get("enabled"):
+        return []
+    sampler = eq4.get("sampler", "rr")
+    return [sampler] if isinstance(sampler, str) else list(sampler)
+
+
+def eq4_cells(config: dict) -> list[Cell]:
+    """The cells the `eq4` section samples: every cell, or those of `eq4.seeds`; none when off."""
+    if not eq4_samplers(config):
+        return []
+    seeds = config["eq4"].get("seeds")
+    return [c for c in cells(config) if seeds is None or c.seed in seeds]
+
+
+def eq4_settings(config: dict, cell: Cell, sampler: str) -> dict:
+    """The `shiftcurv sample` settings of a cell and sampler: the chain's SGD (lr = T·B, B, α,
+    seed) and the measure's dtype and chunking for the expansion points."""
+    from shiftcurv.sweep.temperature import learning_rate
+
+    eq4 = {k: v for k, v in config["eq4"].items() if k not in ("enabled", "seeds")}
+    ms = config["measure"]
+    return {"arch": config["archs"][cell.arch], "seed": cell.seed,
+            "lr": learning_rate(cell.T, cell.batch_size), "batch_size": cell.batch_size,
+            "l2": config["train"]["l2"], "dtype": ms["dtype"], "chunk_size": ms["chunk_size"],
+            "eq4": {**eq4, "sampler": sampler}, **_device(config)}
+
+
 def as_json(settings: dict) -> str:
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
