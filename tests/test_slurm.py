@@ -84,6 +84,10 @@ def test_slurm_extra_holds_only_what_the_plugin_allows():
     assert not any(re.search(p, extra) for p in get_forbidden_slurm_options())
     assert profile["executor"] == "slurm" and profile["retries"] >= 1
     assert profile["rerun-incomplete"] is True and profile["latency-wait"] >= 30
+    # preempted jobs go back to the queue; submissions at a rate a controller takes
+    assert profile["slurm-requeue"] is True
+    rate = re.fullmatch(r"(\d+)/(\d+)s", profile["max-jobs-per-timespan"])
+    assert rate and 1 <= int(rate[1]) / int(rate[2]) <= 20, profile["max-jobs-per-timespan"]
     # the test override changes only where the jobs go and how big the node is
     override = yaml.safe_load((OVERRIDE / "config.yaml").read_text())
     ours, theirs = profile["default-resources"], override["default-resources"]
@@ -170,3 +174,143 @@ def test_tiny_sweep_on_slurm_equals_the_local_run(slurm, tmp_path):
                            "--summary"], capture_output=True, text=True, timeout=60)
     assert plan.stdout.startswith("shiftcurv plan: 2/2 cells done, 0 to run"), plan.stdout
     assert "calibrated on 8 jobs" in plan.stdout
+
+
+# -- wall time -> retry -> resume, and a requeue, on the real SLURM ------------------------------
+# One cell whose training lasts about TRAIN_SECONDS. The profile's `--signal=TERM@<lead>` is set so
+# that SLURM's signal is due SIGNAL_DUE_S into the cell job's first attempt. slurmctld checks the
+# leads every 30 s and signals a job whose lead is due within 30 s (measured on Slurm 22.05: due at
+# +10/+20/+30/+40/+60 s into a job, sent at +7/+23/+7/+23/+41 s), so the signal lands 15-45 s
+# in: after training has started (about 10 s in), before it ends. The retry asks for twice the
+# wall time, so its own signal is due an hour later.
+TRAIN_SECONDS = 60
+SIGNAL_DUE_S = 45
+INTERRUPTED = re.compile(r"interrupted by SIGTERM at epoch (\d+)/(\d+); checkpoint written")
+RESUMED = re.compile(r"resuming from checkpoint \S+ at epoch (\d+)/(\d+)")
+
+
+def epochs_per_second(workdir: Path) -> float:
+    """This machine's speed for the one-cell sweep's training (the CLI, 1 thread): the test
+    sizes its training in seconds, not epochs, so that on a faster machine too the signal lands
+    mid-training."""
+    from shiftcurv import sweep as sw
+    from shiftcurv.config import load_config
+
+    cfg = load_config(tiny(workdir, temperatures=[1e-3], train={
+        "epochs_ref": 2000, "max_epochs": 2000, "checkpoint_every": 2000}) / "config.yaml")
+    (cell,) = sw.cells(cfg)
+    data, run = workdir / "data.npz", [sys.executable, "-m", "shiftcurv.cli"]
+    subprocess.run([*run, "prepare-data", "--settings",
+                    sw.as_json(sw.dataset_settings(cfg, cell.dataset)), "--out", str(data)],
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run([*run, "train", "--data", str(data), "--settings",
+                    sw.as_json(sw.train_settings(cfg, cell)), "--out-weights",
+                    str(workdir / "w.safetensors"), "--out-record", str(workdir / "r.json"),
+                    "--threads", "1"], check=True, capture_output=True, timeout=300)
+    return 2000 / json.loads((workdir / "r.json").read_text())["wall_seconds"]
+
+
+def scontrol_job(jobid: str) -> dict:
+    out = subprocess.run(["scontrol", "-o", "show", "job", jobid], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
+
+
+def minutes(slurm_time: str) -> float:
+    """SLURM's [D-]HH:MM:SS in minutes."""
+    days, _, hms = slurm_time.rpartition("-")
+    h, m, s = (int(x) for x in hms.split(":"))
+    return (int(days or 0) * 24 + h) * 60 + m + s / 60
+
+
+def squeue(*args) -> str:
+    return subprocess.run(["squeue", "-h", *args], capture_output=True, text=True,
+                          timeout=30).stdout.strip()
+
+
+def test_wall_time_retry_and_requeue_resume_on_slurm(slurm, tmp_path):
+    """SLURM's wall-time signal stops training at a checkpoint, Snakemake resubmits the cell job
+    with twice the wall time and training resumes there (not from epoch 0); a `scontrol requeue`
+    of the retry (what a preemption does) is no retry: the same job, the same wall time, and
+    training resumes again. sweep.nc is the local run's."""
+    import xarray as xr
+
+    from shiftcurv import sweep as sw
+    from shiftcurv.config import load_config
+
+    epochs = int(round(epochs_per_second(tmp_path / "speed") * TRAIN_SECONDS, -3))
+    one_cell = {"temperatures": [1e-3],
+                "train": {"epochs_ref": epochs, "max_epochs": epochs, "checkpoint_every": 1000}}
+    local, cluster = tiny(tmp_path / "local", **one_cell), tiny(tmp_path / "slurm", **one_cell)
+    target = "results/sweep.nc"
+    (cell,) = sw.cells(load_config(cluster / "config.yaml"))
+    train_log = cluster / cell.dir / "logs/train.log"
+
+    # the cell job's first wall time is the sum of its four rules' (the cost model's runtimes)
+    dry = snakemake(cluster, "--profile", str(PROFILE), "--profile", str(OVERRIDE), "-n", target)
+    res = job_resources(dry)
+    limit_min = sum(int(re.search(r"runtime=(\d+)", res[r][0])[1]) for r in CELL_RULES)
+    profile = yaml.safe_load((OVERRIDE / "config.yaml").read_text())
+    profile["default-resources"]["slurm_extra"] = f"'--signal=TERM@{limit_min * 60 - SIGNAL_DUE_S}'"
+    profile["retries"] = 1  # a requeue taken for a failure would leave none: the run would fail
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "profile/config.yaml").write_text(yaml.safe_dump(profile))
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:  # the local reference run on the other core meanwhile
+        on_slurm = pool.submit(snakemake, cluster, "--profile", str(PROFILE), "--profile",
+                               str(tmp_path / "profile"), target, timeout=600)
+        on_laptop = pool.submit(snakemake, local, "--profile", str(REPO / "profiles/local"),
+                                "--cores", "1", target, timeout=600)
+        seen: list[str] = []  # every line the train log showed (each attempt rewrites it)
+        requeued = None
+        while not on_slurm.done():
+            time.sleep(0.5)
+            text = train_log.read_text() if train_log.exists() else ""
+            seen += [line for line in text.splitlines() if line not in seen]
+            if requeued is None and RESUMED.search(text):  # the retry trains: preempt it
+                running = [x.split("|")[0] for x in squeue("-t", "R", "-o", "%i|%k").split()
+                           if "cell" in x]
+                if running:
+                    requeued = running[0]
+                    subprocess.run(["scontrol", "requeue", requeued], check=True, timeout=30)
+            elif requeued and squeue("-j", requeued, "-o", "%T|%r") == "PENDING|BeginTime":
+                # SLURM holds a requeued job for 2 minutes before it may start again: not now
+                subprocess.run(["scontrol", "update", f"JobId={requeued}", "StartTime=now"],
+                               check=True, timeout=30)
+        out, _ = on_slurm.result(), on_laptop.result()
+    history = "\n".join(seen)
+    print(f"{epochs} epochs; cell job wall time {limit_min} min, the retry's "
+          f"{scontrol_job(requeued)['TimeLimit']}; train log:\n{history}")
+
+    # the wall-time signal interrupted attempt 1; attempt 2 resumed there; the requeue
+    # interrupted attempt 2, which resumed from that later checkpoint; never from epoch 0
+    stops = [(int(m[1]), int(m[2])) for m in INTERRUPTED.finditer(history)]
+    resumes = [(int(m[1]), int(m[2])) for m in RESUMED.finditer(history)]
+    assert len(stops) == 2 and resumes == stops, (
+        f"the signal did not land mid-training (raise TRAIN_SECONDS?):\n{history}")
+    assert 0 < stops[0][0] < stops[1][0] < epochs and stops[0][1] == epochs
+    assert len(re.findall(rf"^epoch 1/{epochs} ", history, re.M)) == 1, history
+    record = json.loads((cluster / cell.dir / "train.json").read_text())
+    assert record["epochs"] == epochs and record["status"] == "ok"
+
+    # two submissions of the cell job: the retry with twice the wall time; the requeued retry
+    # ran again as the same job, with the same wall time
+    submitted = [j for j, log in re.findall(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)",
+                                            out) if "/group_cell" in log]
+    assert len(submitted) == 2 and requeued == submitted[1], (submitted, requeued)
+    first, retry = scontrol_job(submitted[0]), scontrol_job(submitted[1])
+    assert first["JobState"] == "FAILED" and first["Restarts"] == "0", first
+    assert minutes(first["TimeLimit"]) == limit_min, first["TimeLimit"]
+    assert minutes(retry["TimeLimit"]) == 2 * limit_min, retry["TimeLimit"]
+    assert retry["JobState"] == "COMPLETED" and retry["Restarts"] == "1", retry
+    for name in ("train.json", "min_train.json", "min_test.json", "measure.json"):
+        rec = json.loads((cluster / cell.dir / name).read_text())
+        assert rec["provenance"]["slurm_job_id"] == requeued, name
+
+    a, b = xr.open_dataset(cluster / target), xr.open_dataset(local / target)
+    assert set(a.data_vars) == set(b.data_vars) and len(a.data_vars) > 20
+    for name in a.data_vars:
+        xr.testing.assert_equal(a[name], b[name])
+    assert (a["status"].values == "ok").all()

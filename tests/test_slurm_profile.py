@@ -21,7 +21,9 @@ OVERRIDE = REPO / "tests/slurm/profile"
 PLUGIN_PREFIX = "slurm-"
 # the plugin release that introduced each ExecutorSettings field a profile uses (its CHANGELOG
 # and `git log -S`): pyproject's floor must be at least the newest of them
-SETTING_SINCE = {"status_command": (2, 0, 1), "init_seconds_before_status_checks": (0, 1, 0)}
+SETTING_SINCE = {"status_command": (2, 0, 1), "init_seconds_before_status_checks": (0, 1, 0),
+                 "requeue": (0, 11, 0), "efficiency_report": (1, 5, 0),
+                 "efficiency_report_path": (1, 5, 0)}
 # resources Snakemake itself knows; any other resource in a profile must be one the plugin reads
 SNAKEMAKE_RESOURCES = {"runtime", "mem_mb", "mem", "disk_mb", "disk", "tmpdir", "threads"}
 pytestmark = pytest.mark.slow
