@@ -12,12 +12,11 @@ the same bits as SGD's `add_(d, alpha=-η)` (measured: `sub_(η·d)` differs in 
 a last-bit difference grows to O(0.1) weight differences within a few hundred SGD steps).
 
 Measured choices (MNIST-1D, B = 100, K = 12, 1 thread, shared 2-core machine, 2026-12-02):
-- vmap over `functional_call` rather than hand-written grouped kernels: a hand-written
-  baddbmm MLP step took 2.1 ms against 4.4-6.3 ms through vmap (vmap's per-op dispatch), but it
-  covers one architecture; vmap covers every registered net (MLP, 1-D CNN, VGG/ResNet, batch
-  norm) with one code path, and already trains a cell in 4-5x less CPU time than the unpacked
-  loop (benchmarks/bench_packing.py), past the 3x goal. A grouped MLP kernel is the next step
-  where the MLP dominates.
+- grouped kernels where they apply, vmap everywhere else: a plain MLP (Flatten, Linear, ReLU)
+  runs `packed_grouped` (one baddbmm per layer: 0.19-0.28 ms per cell and step against 0.28-2.0
+  through vmap, whose dispatch costs ~1.5 ms a step); every other net (1-D CNN, VGG/ResNet,
+  batch norm) runs vmap over `functional_call`, one code path for all of them (1-D CNN: 0.77 ms
+  per cell and step at K = 12 against 1.6 unpacked; the grouped convolutions dominate).
 - `autograd.grad` on stacked leaves rather than `vmap(grad(...))`: 6.3 vs 9.9 ms per step (MLP),
   9.7 vs 9.4 (CNN), 17.3 vs 19.7 (CNN with BN).
 - a stack is never narrower than 2 (`MIN_WIDTH`): with one cell, vmap's convolution rule runs
@@ -42,6 +41,8 @@ import types
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
+
+from shiftcurv.train import packed_grouped
 
 MIN_WIDTH = 2  # see the module docstring: the ghost copy that keeps kernels width-independent
 
@@ -79,7 +80,9 @@ class StackedCells:
             raise ValueError("no cells to stack")
         self.models = list(models)
         self.width = len(models)
-        slots = self.models + [self.models[0]] * max(0, MIN_WIDTH - self.width)
+        grouped = packed_grouped.plan(self.models[0])
+        min_width = 1 if grouped else MIN_WIDTH
+        slots = self.models + [self.models[0]] * max(0, min_width - self.width)
         params, buffers = stack_module_state(slots)  # copies, detached
         self.params = {k: v.to(device).requires_grad_(True) for k, v in params.items()}
         self.buffers = {k: v.to(device) for k, v in buffers.items()}
@@ -94,7 +97,7 @@ class StackedCells:
             out = functional_call(self.base, (p, b), (xb,))
             return F.cross_entropy(out, yb), out
 
-        self._losses = vmap(loss_of)
+        self._losses = packed_grouped.losses_fn(grouped) if grouped else vmap(loss_of)
 
     def _slot_view(self, values: list[float], like: torch.Tensor) -> torch.Tensor:
         """A per-slot scalar as a (slots, 1, ..., 1) tensor; ghost slots copy cell 0's value."""
