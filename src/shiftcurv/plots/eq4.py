@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from shiftcurv.plots.style import log_temperature_axis, setup
+
 # term -> the paper's predicted power of T (Section 3, Appendix B)
 PAPER_SLOPES = {"cov_term": 1.0, "cross_term": 1.0, "bias_term": 2.0, "first_order": None}
 PREDICTIONS = ("excess", "excess_prediction", "local_excess_prediction")
@@ -54,9 +56,7 @@ def chain_counts(sub, sampler) -> str:
 
 
 def fig_eq4(sub, path, title: str) -> None:
-    from shiftcurv.plots.sweep import _log_temperature_axis, _setup
-
-    plt, _ = _setup()
+    plt, _ = setup()
     samplers = [str(s) for s in sub["sampler"].values]
     fig, axes = plt.subplots(len(samplers), 3, figsize=(14, 3.9 * len(samplers)), squeeze=False)
     for row, sampler in zip(axes, samplers, strict=True):
@@ -64,7 +64,7 @@ def fig_eq4(sub, path, title: str) -> None:
         for name, style in zip(PREDICTIONS, ("o-", "s--", "^:"), strict=True):
             t, m, e = seed_mean(sub, name, sampler)
             ax.errorbar(t, m, yerr=e, fmt=style, capsize=3, label=name)
-        _log_temperature_axis(ax)
+        log_temperature_axis(ax)
         ax.set_title(f"{sampler}: excess over θ_tr, measured vs Eq. 4", fontsize=9)
         ax.legend(fontsize=7)
         ax = row[1]
@@ -75,7 +75,7 @@ def fig_eq4(sub, path, title: str) -> None:
             ax.errorbar(t, m, yerr=e, fmt="o-", capsize=3,
                         label=f"|{name}| slope {slope:.2f}{ref}")
         ax.set_yscale("log")
-        _log_temperature_axis(ax)
+        log_temperature_axis(ax)
         ax.set_title(f"{sampler}: Eq. 4 terms vs T (log-log)", fontsize=9)
         ax.legend(fontsize=7)
         ax = row[2]
@@ -84,7 +84,7 @@ def fig_eq4(sub, path, title: str) -> None:
             ax.plot(t, m, "o-", label=name if name != "geweke_z" else "|geweke_z|")
         ax.axhline(2.0, color="grey", lw=0.8, ls=":")
         ax.set_yscale("log")
-        _log_temperature_axis(ax)
+        log_temperature_axis(ax)
         ax.set_title(f"{chain_counts(sub, sampler)}; diagnostics", fontsize=9)
         ax.legend(fontsize=7)
     fig.suptitle(f"{title}: Eq. 4 on SGD's steady state")

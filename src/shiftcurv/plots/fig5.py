@@ -18,7 +18,7 @@ import json
 import numpy as np
 from matplotlib.ticker import NullFormatter
 
-from shiftcurv.plots.sweep import _setup
+from shiftcurv.plots.style import setup as _setup
 from shiftcurv.results.fig5 import shared_temperatures
 from shiftcurv.sweep import format_temperature
 

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from shiftcurv.plots.eq4 import fig_eq4
+from shiftcurv.plots.style import log_temperature_axis as _log_temperature_axis
+from shiftcurv.plots.style import setup as _setup
+
 
 def figure_kinds(config: dict) -> list[str]:
     hessian = config.get("measure", {}).get("hessian", {})
@@ -30,17 +34,6 @@ def figure_kinds(config: dict) -> list[str]:
 def figure_names(config: dict, outdir: str = "results/figures") -> list[str]:
     return [f"{outdir}/{kind}_{d}_{a}.png" for d in config["datasets"] for a in config["archs"]
             for kind in figure_kinds(config)]
-
-
-def _setup():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="paper")
-    return plt, sns
 
 
 def _first_ok(sub, temperature):
@@ -120,14 +113,6 @@ def status_counts(sub) -> str:
     return f"{values.count('ok')} of {len(values)} cells ok{tail}"
 
 
-def _log_temperature_axis(ax) -> None:
-    from matplotlib.ticker import NullFormatter
-
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short decades
-    ax.set_xlabel("temperature T = lr / B")
-
-
 def _long_frame(sub, names: list[str]):
     import pandas as pd
 
@@ -204,8 +189,6 @@ def plot_all(ds, outdir) -> list[str]:
             if hessian_bases(ds):
                 kinds.append(("measures", fig_measures))
             if "eq4_status" in ds:
-                from shiftcurv.plots.eq4 import fig_eq4
-
                 kinds.append(("eq4", fig_eq4))
             for kind, draw in kinds:
                 path = Path(outdir) / f"{kind}_{d}_{a}.png"

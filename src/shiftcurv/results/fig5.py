@@ -21,8 +21,7 @@ import time
 import numpy as np
 
 from shiftcurv import __version__
-from shiftcurv.sweep import fig5
-from shiftcurv.sweep import format_temperature
+from shiftcurv.sweep import fig5, format_temperature
 
 STAGE2_VARS = {
     "final_train_loss": ("final_train_loss", "median over the last epochs of the mean minibatch "

@@ -103,8 +103,9 @@ SCALARS = {
     "grad_evals_test_min": ("min_test.grad_evals", "1",
                             "full-data gradient evaluations to the test minimum"),
 }
-# curvature/sharpness measures (shiftcurv.landscape.measures.measure_point), stored as {key}_{point} with
-# point in sgd (SGD solution, train loss), train (θ_tr, train loss), test (θ_test, test loss)
+# curvature/sharpness measures (shiftcurv.landscape.measures.measure_point), stored as
+# {key}_{point} with point in sgd (SGD solution, train loss), train (θ_tr, train loss), test
+# (θ_test, test loss)
 HESSIAN = {
     "lambda_max": ("nats / unit^2", "largest Hessian eigenvalue (Lanczos)"),
     "lambda_min": ("nats / unit^2", "smallest Hessian eigenvalue (Lanczos)"),
@@ -218,7 +219,8 @@ def _eq4_variables(records: dict, index, shape: list[int], samplers: list[str]) 
                 scalars[k][i] = _get(rec, where)
     out = {"eq4_status": (status.astype(str), {
         "long_name": "Eq. 4 chain status: ok, left_basin (its mean is outside one basin), "
-                     "diverged, too_short, or the upstream status; missing; not_sampled (outside eq4.seeds)"})}
+                     "diverged, too_short, or the upstream status; missing; not_sampled "
+                     "(outside eq4.seeds)"})}
     for k, (units, name) in EQ4_TERMS.items():
         out[f"eq4_{k}"] = (terms[k], {"units": units, "long_name": name})
         out[f"eq4_{k}_se"] = (errors[k], {"units": units,
