@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import no_slurm_probe_dir
 
 from shiftcurv import ShiftcurvError
 from shiftcurv.config import normalise_numbers, validate
@@ -253,8 +252,7 @@ def test_real_snakemake_refuses_to_start(tmp_path, name):
     """A real (not dry) run: it stops at parse time, before any job, and nothing is executed."""
     changes, key = next((c, k) for n, c, k in BAD if n == name)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(patched(changes)))
-    env = dict(os.environ, PATH=f"{no_slurm_probe_dir()}:{Path(sys.executable).parent}:"
-                                f"{os.environ['PATH']}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     out = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
          "--profile", str(REPO / "profiles/local"), "--cores", "1",

@@ -291,10 +291,8 @@ def test_fig5_runs_share_submissions_in_the_paper_config(tmp_path, capsys):
 def test_paper_config_dry_run_with_the_slurm_profile_groups_fig5(tmp_path):
     """The real scheduler agrees with the plan: `snakemake -n --profile profiles/slurm` on the
     paper config (no data needed) lists 2 + 187 + 59 Fig. 5 group jobs."""
-    from conftest import no_slurm_probe_dir
-
-    env = dict(os.environ, PATH=f"{no_slurm_probe_dir()}:{Path(sys.executable).parent}:"
-                                f"{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               OMP_NUM_THREADS="1")
     out = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
          "--profile", str(REPO / "profiles/slurm"), "-n",

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import no_slurm_probe_dir
 from safetensors.torch import load_file
 
 from shiftcurv import sweep as sw
@@ -33,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1",
-           PATH=f"{no_slurm_probe_dir()}:{Path(sys.executable).parent}:{os.environ['PATH']}")
+           PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
 ARCH = {"type": "mlp", "widths": [16]}
 # 64 steps per epoch, 60 epochs: a few hundredths of a second per epoch, long enough to be caught
 TRAIN = {"arch": ARCH, "temperature": 1e-3, "batch_size": 32, "seed": 0, "epochs_ref": 60,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import job_resources, tiny
+from conftest import SLURM_CONF, job_resources, tiny
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles/slurm"
@@ -106,17 +106,28 @@ def slurm(tmp_path_factory):
     if not shutil.which("apt-get") and not shutil.which("slurmctld"):
         pytest.skip("no apt-get to install SLURM with, and SLURM is not installed")
     state = tmp_path_factory.mktemp("slurm-state")
+    # the real slurm.conf for this module's SLURM commands from here on (conftest points
+    # SLURM_CONF at /dev/null so that local runs do not wait on the plugin's scontrol probe)
+    restore = os.environ["SLURM_CONF"]
+    if SLURM_CONF is None:
+        del os.environ["SLURM_CONF"]
+    else:
+        os.environ["SLURM_CONF"] = SLURM_CONF
     env = dict(os.environ, STATE=str(state))
     start = time.monotonic()
-    out = subprocess.run(["bash", str(START), "start"], env=env, capture_output=True, text=True,
-                         timeout=900)
-    if out.returncode == 77:
-        pytest.skip(out.stderr.strip().splitlines()[-1])
     try:
-        assert out.returncode == 0, f"start-slurm.sh failed:\n{out.stdout}\n{out.stderr}"
-        yield {"partition": out.stdout.split()[-1], "start_seconds": time.monotonic() - start}
+        out = subprocess.run(["bash", str(START), "start"], env=env, capture_output=True,
+                             text=True, timeout=900)
+        if out.returncode == 77:
+            pytest.skip(out.stderr.strip().splitlines()[-1])
+        try:
+            assert out.returncode == 0, f"start-slurm.sh failed:\n{out.stdout}\n{out.stderr}"
+            yield {"partition": out.stdout.split()[-1], "start_seconds": time.monotonic() - start}
+        finally:
+            subprocess.run(["bash", str(START), "stop"], env=env, capture_output=True,
+                           timeout=120)
     finally:
-        subprocess.run(["bash", str(START), "stop"], env=env, capture_output=True, timeout=120)
+        os.environ["SLURM_CONF"] = restore
 
 
 def records(workdir):

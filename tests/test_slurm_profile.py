@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import job_resources, no_slurm_probe_dir, tiny
+from conftest import job_resources, tiny
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM = REPO / "profiles/slurm"
@@ -30,8 +30,8 @@ pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir, *args):
-    env = dict(os.environ, PATH=f"{no_slurm_probe_dir()}:{Path(sys.executable).parent}:"
-                                f"{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -10,15 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import no_slurm_probe_dir
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
 def snakemake(workdir, *args, config=None, check=True):
-    env = dict(os.environ, PATH=f"{no_slurm_probe_dir()}:{Path(sys.executable).parent}:"
-                                f"{os.environ['PATH']}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--profile", str(REPO / "profiles/local"), "--cores", "2", *args,
            "--configfile", str(config or workdir / "config.yaml")]  # last: it takes several
