@@ -3,9 +3,20 @@
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # run from a source checkout too
+# The package is installed where snakemake runs (scripts/setup.sh: `pip install -e .`): the rules
+# call its `shiftcurv` CLI and this file imports its torch-free parts. Nothing is looked up next
+# to this file (no <basedir>/src on sys.path), so the workflow also runs as a `module` of another
+# project, from a copy without src/ or from a remote Snakefile (tests/test_module.py).
+try:
+    import shiftcurv  # noqa: F401
+except ImportError:
+    raise WorkflowError(
+        "the shiftcurv package is not importable here: install it in the environment snakemake "
+        "runs in (`pip install -e <shiftcurv checkout>`, or scripts/setup.sh)"
+    ) from None
 from shiftcurv.sweep import cost  # noqa: E402  (light: no torch)
 from shiftcurv.sweep import fig5 as f5  # noqa: E402  (light: no torch)
 from shiftcurv import sweep as sw  # noqa: E402  (light: no torch)
