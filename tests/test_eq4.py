@@ -267,3 +267,18 @@ def test_reshuffling_shrinks_the_covariance_and_breaks_the_fdr():
     se = math.hypot(wr["fdr_lhs_se"], wr["fdr_rhs_se"])
     assert abs(wr["fdr_lhs"] - wr["fdr_rhs"]) < 3 * se, (wr["fdr_lhs"], wr["fdr_rhs"], se)
     assert rr["fdr_lhs"] < 0.2 * rr["fdr_rhs"]
+
+
+def test_a_diverging_chain_stops_with_its_own_status():
+    _, x, y = logistic_case(1)
+    torch.manual_seed(0)
+    deep_linear = torch.nn.Sequential(torch.nn.Linear(5, 32), torch.nn.Linear(32, 32),
+                                      torch.nn.Linear(32, 2)).double()  # weights multiply
+    chain = NetworkChain(deep_linear, x * 100, y, lr=10.0, batch_size=4, l2=0.0, seed=0,
+                         sampler="wr", first_epoch=0)
+    theta = chain.theta().clone()
+    acc = Eq4Accumulator(theta, theta, lambda v: v, lambda v: v, 4, 2)
+    result = run_chain(chain, acc, lambda th: {}, lambda th: 0.0,
+                       SamplingSettings(samples=8, batches=4, pilot_epochs=200))
+    assert result["status"] == "diverged" and result["stop_reason"] == "pilot"
+    assert acc.n == 0
