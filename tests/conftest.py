@@ -36,6 +36,23 @@ def tiny(workdir: Path, **changes) -> Path:
     return workdir
 
 
+# The one lint the workflow keeps on purpose: its rules declare no conda environment or container
+# (they run in the environment snakemake runs in, with the package installed; README, "Software
+# environment", says why). Any other lint fails the lint tests.
+ACCEPTED_LINT = "Specify a conda environment or container for each rule."
+
+
+def lint_problems(lint_output: str) -> list[str]:
+    """The lints that `snakemake --lint` printed, less ACCEPTED_LINT; the output itself when it
+    is neither a clean lint nor a list of lints (a parse error)."""
+    if "Congratulations, your workflow is in a good condition" in lint_output:
+        return []
+    if not re.search(r"^Lints for (rule|snakefile)", lint_output, re.M):
+        return [lint_output[-3000:]]
+    titles = re.findall(r"^    \* (.+):$", lint_output, re.M)
+    return [t for t in titles if t != ACCEPTED_LINT] if titles else [lint_output[-3000:]]
+
+
 def job_resources(dry_run_output: str) -> dict[str, list[str]]:
     """{rule: [resources line, ...]} from a dry run's job listing."""
     out: dict[str, list[str]] = {}

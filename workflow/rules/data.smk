@@ -3,8 +3,6 @@ rule prepare_data:
         DATA,
     log:
         "results/logs/prepare_data/{dataset}.log",
-    conda:
-        "../envs/shiftcurv.yaml"
     params:
         settings=lambda wc: sw.as_json(sw.dataset_settings(config, wc.dataset)),
     shell:

@@ -20,8 +20,6 @@ rule fig5_stage1:
         f"{f5.STAGE1_DIR}/benchmark.tsv"
     group:
         "fig5_stage1"
-    conda:
-        "../envs/shiftcurv.yaml"
     threads: THREADS
     resources:
         **GPU_RESOURCES,
@@ -47,8 +45,6 @@ rule fig5_stage2:
         f"{f5.STAGE2_DIR}/benchmark.tsv"
     group:
         "fig5_stage2"
-    conda:
-        "../envs/shiftcurv.yaml"
     threads: THREADS
     resources:
         **GPU_RESOURCES,
@@ -73,8 +69,6 @@ rule fig5_shift:
         f"{f5.SHIFT_DIR}/benchmark.tsv"
     group:
         "fig5_shift"
-    conda:
-        "../envs/shiftcurv.yaml"
     threads: THREADS
     resources:
         **GPU_RESOURCES,
@@ -95,8 +89,6 @@ rule fig5_gather:
         summary=report(f5.SUMMARY, category="Fig. 5"),
     log:
         "results/logs/fig5_gather.log",
-    conda:
-        "../envs/shiftcurv.yaml"
     params:
         fig5=sw.as_json(config.get("fig5") or {}),  # only its own section: a rerun trigger
     shell:
@@ -111,8 +103,6 @@ rule fig5_plots:
         [report(f, category="Fig. 5") for f in FIG5_FIGURES],
     log:
         "results/logs/fig5_plots.log",
-    conda:
-        "../envs/shiftcurv.yaml"
     shell:
         "shiftcurv fig5-plot --fig5 {input} --outdir results/figures > {log} 2>&1"
 

@@ -11,8 +11,6 @@ rule gather:
         ),
     log:
         "results/logs/gather.log",
-    conda:
-        "../envs/shiftcurv.yaml"
     params:
         # the sweep's own config: the fig5 and synthetic sections have their own gathers
         # (and eq4 only when it runs, so that sweeps without it keep the params they had)

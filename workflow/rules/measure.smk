@@ -15,8 +15,6 @@ rule measure:
         f"{CELL}/benchmarks/measure.tsv"
     group:
         "cell"
-    conda:
-        "../envs/shiftcurv.yaml"
     threads: THREADS
     resources:
         **GPU_RESOURCES,

@@ -12,8 +12,6 @@ rule min_train:
         f"{CELL}/benchmarks/min_train.tsv"
     group:
         "cell"
-    conda:
-        "../envs/shiftcurv.yaml"
     threads: THREADS
     resources:
         **GPU_RESOURCES,

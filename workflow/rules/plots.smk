@@ -5,7 +5,5 @@ rule plots:
         [report(f, category="Figures", caption="../report/figures.rst") for f in FIGURES],
     log:
         "results/logs/plots.log",
-    conda:
-        "../envs/shiftcurv.yaml"
     shell:
         "shiftcurv plot --sweep {input} --outdir results/figures > {log} 2>&1"

@@ -17,8 +17,6 @@ rule synthetic:
         figures=[report(f, category="Synthetic basins") for f in SYNTHETIC_FIGURES],
     log:
         "results/logs/synthetic.log",
-    conda:
-        "../envs/shiftcurv.yaml"
     params:
         settings=json.dumps(config.get("synthetic", {}), sort_keys=True),
     shell:
