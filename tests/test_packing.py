@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import no_slurm_probe_dir
+from conftest import tiny
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -23,8 +23,9 @@ from shiftcurv.train.packed import check_packable, fit_packed
 from shiftcurv.train.sgd import TrainSettings, fit
 from shiftcurv.train.signals import EXIT_INTERRUPTED
 
+# conftest sets SLURM_CONF=/dev/null: no 10-s SLURM probe at each Snakemake start
 ENV = dict(os.environ, OMP_NUM_THREADS="1",
-           PATH=f"{no_slurm_probe_dir()}:{Path(sys.executable).parent}:{os.environ['PATH']}")
+           PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
 ARCHS = {"mlp": {"type": "mlp", "widths": [6]},
          "cnn1d": {"type": "cnn1d", "channels": [4, 4]},
          "mlp-bn": {"type": "mlp", "widths": [6], "batch_norm": True},
@@ -207,3 +208,106 @@ def test_sigterm_checkpoints_every_cell_exits_75_and_the_rerun_resumes(tmp_path,
     assert all(f"cell {k}: resuming from checkpoint" in err for k in running)
     assert all((tmp_path / f"c{k}/t.json").stat().st_mtime_ns == t for k, t in done.items())
     assert_same_outputs(tmp_path, reference)
+
+
+# -- the workflow: `pack: K` -------------------------------------------------------------------
+def snakemake(workdir, *args, check=True):
+    """Snakemake on the tiny config's training outputs (the cells' train.json)."""
+    import yaml
+
+    from shiftcurv import sweep as sw
+    from shiftcurv.config import validate
+
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    try:
+        targets = [f"{c.dir}/train.json" for c in sw.cells(validate(config))]
+    except Exception:  # a bad config: Snakemake itself must refuse it
+        targets = []
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", *targets, "-s", str(repo / "Snakefile"),
+         "-d", str(workdir), "--profile", str(repo / "profiles/local"), "--cores", "2", *args,
+         "--configfile", str(workdir / "config.yaml")],
+        env=ENV, capture_output=True, text=True)
+    if check:
+        assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def test_a_bad_pack_setting_is_refused_at_parse_time(tmp_path):
+    out = snakemake(tiny(tmp_path, pack=0), "-n", check=False)
+    assert out.returncode != 0 and "instance['pack']" in out.stdout + out.stderr
+
+
+def test_adding_seeds_to_a_packed_sweep_retrains_no_finished_cell(tmp_path):
+    from shiftcurv.sweep import packs
+
+    work = tiny(tmp_path, pack=4, seeds=[0, 1])
+    snakemake(work)
+    runs = sorted((work / "results/runs").glob("*/*/*/*/*"))
+    assert len(runs) == 4
+    first = {d: (d / "train.json").stat().st_mtime_ns for d in runs}
+    records = [json.loads((d / "train.json").read_text()) for d in runs]
+    assert {r["pack"]["size"] for r in records} == {4} and {r["status"] for r in records} == {"ok"}
+    assert not list(work.glob("results/runs/**/*.packed.*"))  # staged files taken over
+    index = json.loads((work / packs.INDEX).read_text())
+    assert len(set(index.values())) == 1  # one pack of 4
+
+    tiny(tmp_path, pack=4, seeds=[0, 1, 2])  # a seed added
+    plan = snakemake(work, "-n").stdout
+    assert "train_pack        1" in plan and "train             2" in plan  # the new cells only
+    snakemake(work)
+    assert {d: (d / "train.json").stat().st_mtime_ns for d in runs} == first  # not re-dated
+    index = json.loads((work / packs.INDEX).read_text())
+    assert len(index) == 6 and len(set(index.values())) == 2
+    seed2 = [json.loads(p.read_text()) for p in work.glob("results/runs/*/*/*/*/seed~2/train.json")]
+    assert len(seed2) == 2 and {r["pack"]["size"] for r in seed2} == {2}
+    assert "Nothing to be done" in snakemake(work, "-n").stdout
+
+
+# -- packs in the plan and the cost model (no torch, no Snakemake) --------------------------------
+def tiny_config(tmp_path, **changes):
+    from shiftcurv.config import load_config
+
+    return load_config(tiny(tmp_path, **changes) / "config.yaml")
+
+
+def test_packs_form_from_missing_cells_and_stick(tmp_path):
+    from shiftcurv import sweep as sw
+    from shiftcurv.sweep import packs
+
+    config = tiny_config(tmp_path, pack=4, seeds=[0, 1, 2])  # 6 cells: packs of 4 and 2
+    done = sw.cells(config)[0]  # trained before packing: stays unpacked
+    for f in sw.TRAIN_OUT.values():
+        (tmp_path / done.dir).mkdir(parents=True, exist_ok=True)
+        (tmp_path / done.dir / f).write_text("{}")
+    assignment, new = packs.assign(config, str(tmp_path))
+    assert new and done not in assignment and len(assignment) == 5
+    assert sorted(len(packs.members(assignment, r)) for r in set(assignment.values())) == [1, 4]
+    packs.save_index(assignment, str(tmp_path))
+    more = tiny_config(tmp_path, pack=4, seeds=[0, 1, 2, 3])  # a seed added: a new pack
+    again, new = packs.assign(more, str(tmp_path))
+    assert all(again[c] == r for c, r in assignment.items())  # sticky
+    added = [c for c in again if c not in assignment]
+    assert new and len(added) == 2 and again[added[0]] not in assignment.values()
+
+
+def test_the_plan_counts_packs_and_calibrates_on_finished_ones(tmp_path):
+    from shiftcurv.sweep import cost, packs
+
+    config = tiny_config(tmp_path, pack=4, seeds=[0, 1, 2])
+    p = cost.plan(config, str(tmp_path))
+    assert p.other_jobs["train_pack"] == 2 and p.total.jobs["train"] == 6
+    assert p.submissions == 6 + 2 + 4  # cells, packs, prepare_data + gather + plots + synthetic
+    assignment, _ = packs.assign(config, str(tmp_path))
+    members = packs.members(assignment, next(iter(assignment.values())))
+    prior = cost.pack_seconds(p.model, config, members)
+    assert prior == sum(cost.predict_seconds(p.model, config, c, "train") for c in members)
+    # a finished pack of this (dataset, arch): 100 s for 1e6 sample-steps
+    record = tmp_path / "results/packs/gaussian-teacher/mlp/B~32/pack~0123456789.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"cells": [{"work": 5e5}, {"work": 5e5}, {"skipped": True}]}))
+    record.with_suffix(".benchmark.tsv").write_text("s\th:m:s\n100.0\t0:01:40\n")
+    model = cost.calibrate(config, str(tmp_path))
+    work = sum(cost.train_work(config, c) for c in members)
+    assert cost.pack_seconds(model, config, members) == pytest.approx(100.0 * work / 1e6)

@@ -8,7 +8,10 @@ the pack's size). A cell's numbers do not depend on which cells it is packed wit
 
 --cells is a JSON list (text, or @FILE), one object per cell:
   {"settings": {... as for `shiftcurv train` ...}, "out_weights": PATH, "out_record": PATH,
-   "checkpoint": PATH (optional, default <out_weights>.ckpt)}
+   "checkpoint": PATH (optional, default <out_weights>.ckpt),
+   "done_if": [PATH, ...] (optional: the cell is skipped when all of these exist)}
+--out-record writes the pack's own record (its cells, their status and epochs, the wall time)
+when every cell has finished; the workflow's pack job has it as its one output.
 
 A cell finishes (outputs written, checkpoint removed) at the epoch boundary where it ends, while
 its pack-mates go on. A cell whose outputs exist from a packed run with the same settings is
@@ -37,13 +40,13 @@ from shiftcurv import ShiftcurvError
 from shiftcurv.commands._common import add_threads_argument, build_model, log, require, set_threads
 
 HELP = "train several cells (same data, arch and B) as one vectorized pack"
-KEY_PREFIX = "packed:"  # a pack's checkpoints are not the unpacked trainer's (last-bit kernels)
 
 
 def add_arguments(p):
     p.add_argument("--data", required=True, help="dataset .npz from prepare-data")
     p.add_argument("--cells", required=True, metavar="JSON|@FILE",
                    help="the cells: a JSON list of {settings, out_weights, out_record}")
+    p.add_argument("--out-record", help="the pack's record (.json), written when all cells end")
     add_threads_argument(p)
 
 
@@ -94,9 +97,12 @@ def run(args) -> int:
 
 
 def already_done(cell: dict, key: str) -> bool:
-    """Outputs of a finished packed run of these settings are there."""
+    """Outputs of a finished packed run of these settings are there, or all of `done_if`."""
     from shiftcurv.io import read_json
 
+    done_if = cell.get("done_if") or []
+    if done_if and all(Path(p).exists() for p in done_if):
+        return True
     if not (Path(cell["out_weights"]).exists() and Path(cell["out_record"]).exists()):
         return False
     try:
@@ -121,6 +127,7 @@ def train_pack(args, stop) -> int:
     from shiftcurv.data import splits
     from shiftcurv.io import save_state
     from shiftcurv.progress import Progress
+    from shiftcurv.sweep.packs import KEY_PREFIX
     from shiftcurv.train.packed import check_packable, fit_packed
     from shiftcurv.train.sgd import TrainSettings, TrainState
     from shiftcurv.train.signals import EXIT_INTERRUPTED
@@ -151,9 +158,10 @@ def train_pack(args, stop) -> int:
     keys = [KEY_PREFIX + checkpoint_key(c["settings"]) for c in cells]
     todo = [k for k, c in enumerate(cells) if not already_done(c, keys[k])]
     for k in sorted(set(range(len(cells))) - set(todo)):
-        log(f"cell {k}: {cells[k]['out_record']} is done (a packed run of these settings): "
-            f"skipped")
+        log(f"cell {k}: done ({cells[k]['out_record']} of these settings, or its done_if "
+            f"files): skipped")
     if not todo:
+        write_pack_record(args, cells, {})
         return 0
     ckpts = [Path(c.get("checkpoint") or c["out_weights"] + ".ckpt") for c in cells]
     models, states = [], []
@@ -201,4 +209,27 @@ def train_pack(args, stop) -> int:
         print(f"shiftcurv train-pack: cell {k} interrupted by {st.interrupted} at epoch "
               f"{st.epoch}/{settings[k].epochs}; {where}; rerun to resume", file=sys.stderr,
               flush=True)
-    return EXIT_INTERRUPTED if left else 0
+    if left:
+        return EXIT_INTERRUPTED
+    write_pack_record(args, cells, dict(zip(todo, states, strict=True)),
+                      ds.n_train // settings[0].batch_size * settings[0].batch_size)
+    return 0
+
+
+def write_pack_record(args, cells: list[dict], states: dict, samples_per_epoch: int = 0) -> None:
+    """The pack's record: every cell's record path, and for those trained here their status,
+    epochs, share of the wall time and work (sample-steps, what the cost model fits); skipped
+    cells are listed as such."""
+    from shiftcurv.commands._common import provenance
+    from shiftcurv.io import write_json
+
+    if not args.out_record:
+        return
+    write_json(args.out_record, {
+        "cells": [{"record": c["out_record"], **({"status": states[k].status,
+                                                  "epochs": states[k].epoch,
+                                                  "work": states[k].epoch * samples_per_epoch,
+                                                  "wall_seconds": states[k].wall_seconds}
+                                                 if k in states else {"skipped": True})}
+                  for k, c in enumerate(cells)],
+        "trained": len(states), "provenance": provenance()})

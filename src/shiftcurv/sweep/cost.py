@@ -24,6 +24,13 @@ A cell's four jobs run as one SLURM job (`group: "cell"`), which holds 1 GPU (wh
 GPU-hours = Σ seconds / 3600, CPU-hours = Σ seconds × threads / 3600. With
 `--group-components cell=K`, K cells share one submission (run one after the other).
 
+Packs (`pack: K`, shiftcurv.sweep.packs): a pack job trains its members' SGD at once; its
+wall time is fitted per (dataset, arch) as overhead + rate × the members' summed work, from the
+pack records and benchmark files that finished packs left (`pack~*.json`, `.benchmark.tsv`),
+and without one it is the members' unpacked predictions added up (an upper bound). A packed
+cell's own `train` job only takes the staged files over: its benchmark is not a training time
+and is left out of the train fit. Each pack is one more submission (group "pack").
+
 Fig. 5 runs (not in the cost model: their epochs are fixed, their wall time is `fig5.runtime`)
 are one group per stage, `fig5_stage1`, `fig5_stage2` and `fig5_shift`; profiles/slurm packs
 K = ⌊MAX_SUBMISSION_MIN / fig5.runtime[stage]⌋ runs of a stage into one submission
@@ -38,12 +45,14 @@ import os
 from dataclasses import dataclass, field
 
 from shiftcurv import sweep as sw
+from shiftcurv.sweep import packs
 from shiftcurv.sweep.temperature import epoch_budget, steps_per_epoch
 
 CELL_RULES = ("train", "min_train", "min_test", "measure")
 # the Eq. 4 step (config `eq4`): one job per cell and sampler, in the cell's group; modelled like
 # the other cell rules, with its benchmarks in sample_<sampler>.tsv
 EQ4_RULE = "sample"
+PACK_RULE = "train_pack"  # packed training, one job per pack (shiftcurv.sweep.packs)
 MODEL_RULES = (*CELL_RULES, EQ4_RULE)
 RECORD = {"train": sw.TRAIN_OUT["record"], "min_train": sw.MIN_OUT["train"]["record"],
           "min_test": sw.MIN_OUT["test"]["record"], "measure": sw.MEASURE_OUT}
@@ -124,6 +133,62 @@ def _record_work(path: str) -> float | None:
         return float(rec["steps"]) * float(rec["batch_size"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _packed(cell_dir: str) -> bool:
+    try:
+        with open(os.path.join(cell_dir, RECORD["train"])) as f:
+            return "pack" in json.load(f)
+    except (OSError, ValueError):
+        return False
+
+
+def pack_samples(config: dict, root: str = ".") -> dict[tuple[str, str, str],
+                                                        list[tuple[float, float]]]:
+    """(summed sample-steps of the cells it trained, wall seconds) of every finished pack job
+    of this config's (dataset, arch) pairs, keyed (dataset, arch, PACK_RULE)."""
+    out: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for dataset in config["datasets"]:
+        for arch in config["archs"]:
+            d = os.path.join(root, sw.RESULTS, "packs", dataset, arch)
+            try:
+                batch_dirs = os.listdir(d)
+            except OSError:
+                continue
+            for b in batch_dirs:
+                for name in sorted(os.listdir(os.path.join(d, b))):
+                    if not (name.startswith("pack~") and name.endswith(".json")):
+                        continue
+                    path = os.path.join(d, b, name)
+                    seconds = read_benchmark(path[:-len(".json")] + ".benchmark.tsv")
+                    try:
+                        with open(path) as f:
+                            work = sum(float(c.get("work", 0.0)) for c in json.load(f)["cells"])
+                    except (OSError, ValueError, KeyError, TypeError):
+                        continue
+                    if seconds is not None and work > 0:
+                        out.setdefault((dataset, arch, PACK_RULE), []).append((work, seconds))
+    return out
+
+
+def pack_seconds(model: CostModel, config: dict, members: list[sw.Cell],
+                 _cache: dict | None = None) -> float:
+    """A pack job's predicted wall time: the fit of finished packs of its (dataset, arch) on the
+    members' summed work, else their unpacked train predictions added up."""
+    if not members:
+        return 0.0
+    f = model.fits.get((members[0].dataset, members[0].arch, PACK_RULE))
+    if f is not None:
+        return f.seconds(sum(train_work(config, c, _cache) for c in members))
+    return sum(predict_seconds(model, config, c, "train", _cache) for c in members)
+
+
+def pack_runtime_minutes(model: CostModel, config: dict, members: list[sw.Cell],
+                         attempt: int = 1) -> int:
+    """The wall time to request for a pack job, as `runtime_minutes` for a cell rule."""
+    seconds = SAFETY * pack_seconds(model, config, members) + MARGIN_S
+    base = max(MIN_RUNTIME_MIN, math.ceil(seconds / 60))
+    return int(min(MAX_RUNTIME_MIN, base * 2 ** (max(1, int(attempt)) - 1)))
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -242,15 +307,18 @@ def calibrate(config: dict, root: str = ".",
                 continue
             work = 0.0
             if rule == "train":
+                if packs.STAGED["record"] in state[cell] or _packed(d):
+                    continue
                 work = _record_work(os.path.join(d, RECORD["train"]))
                 if work is None:
                     work = train_work(config, cell)
             samples.setdefault(key, []).append((work, seconds))
 
+    samples.update(pack_samples(config, root))
     fits: dict[tuple[str, str, str], Fit] = {}
     model = CostModel(fits)
     for key, s in samples.items():
-        fits[key] = Fit(*fit(s, key[2] == "train"), n=len(s), source="calibrated")
+        fits[key] = Fit(*fit(s, key[2] in ("train", PACK_RULE)), n=len(s), source="calibrated")
     for dataset in config["datasets"]:
         for arch in config["archs"]:
             for rule in MODEL_RULES:
@@ -366,6 +434,8 @@ def plan(config: dict, root: str = ".", group_components: int = 1,
     total = Row("total", "", jobs=dict.fromkeys(rules, 0),
                 model="calibrated" if model.calibrated else "prior")
     cache: dict = {}
+    packed, _ = packs.assign(config, root)  # as the workflow would form them (nothing saved)
+    pack_left: dict[str, list[sw.Cell]] = {}
     for cell, files in state.items():
         row = rows[(cell.dataset, cell.arch)]
         row.cells += 1
@@ -376,7 +446,13 @@ def plan(config: dict, root: str = ".", group_components: int = 1,
         row.remaining += 1
         for rule in todo:
             row.jobs[rule] += 1
+            if rule == "train" and cell in packed:  # trained by its pack job, counted below
+                pack_left.setdefault(packed[cell], []).append(cell)
+                continue
             row.seconds += predict_seconds(model, config, cell, rule, cache)
+    for members in pack_left.values():
+        rows[(members[0].dataset, members[0].arch)].seconds += pack_seconds(
+            model, config, members, cache)
     for row in rows.values():
         row.submissions = math.ceil(row.remaining / k)
         row.gpu_hours = row.seconds / 3600 if gpu else 0.0
@@ -399,7 +475,8 @@ def plan(config: dict, root: str = ".", group_components: int = 1,
     plots = int(gather or not all(os.path.exists(os.path.join(root, f))
                                   for f in figure_names(config)))
     synthetic = int(not os.path.exists(os.path.join(root, "results", "synthetic.nc")))
-    other = {"prepare_data": len(data), "gather": gather, "plots": plots, "synthetic": synthetic,
+    other = {"prepare_data": len(data), **({PACK_RULE: len(pack_left)} if packed else {}),
+             "gather": gather, "plots": plots, "synthetic": synthetic,
              **fig5_jobs_left(config, root)}
     groups = {**fig5_group_components(config), **(fig5_groups or {})}
     groups = {g: max(1, int(groups.get(g, 1))) for g in FIG5_RULES if g in other}
