@@ -195,7 +195,7 @@ def test_tiny_sweep_on_slurm_equals_the_local_run(slurm, tmp_path):
 # +10/+20/+30/+40/+60 s into a job, sent at +7/+23/+7/+23/+41 s), so the signal lands 15-45 s
 # in: after training has started (about 10 s in), before it ends. The retry asks for twice the
 # wall time, so its own signal is due an hour later.
-TRAIN_SECONDS = 60
+TRAIN_SECONDS = 70
 SIGNAL_DUE_S = 45
 INTERRUPTED = re.compile(r"interrupted by SIGTERM at epoch (\d+)/(\d+); checkpoint written")
 RESUMED = re.compile(r"resuming from checkpoint \S+ at epoch (\d+)/(\d+)")
