@@ -56,6 +56,7 @@ def test_eq4_added_to_a_finished_sweep_samples_without_retraining(finished_sweep
     work = finished_sweep
     trained = {p: p.stat().st_mtime_ns for p in (work / "results/runs").rglob("*.json")}
     tiny(work, eq4=EQ4)
+    assert status(work).count("missing\tsample_rr") == 2  # measured, not yet sampled
     planned = jobs(snakemake(work, "-n", "results/sweep.nc").stdout)
     assert planned == {"sample": 4, "gather": 1}, planned  # 2 cells x 2 samplers
     snakemake(work, "results/sweep.nc", "results/figures/eq4_gaussian-teacher_mlp.png")
@@ -63,8 +64,8 @@ def test_eq4_added_to_a_finished_sweep_samples_without_retraining(finished_sweep
     ds = xr.open_dataset(work / "results/sweep.nc")
     assert list(ds["sampler"].values) == ["rr", "wr"]
     assert ds["eq4_cov_term"].dims[-1] == "sampler"
-    status = ds["eq4_status"].values.ravel()
-    assert set(status) <= {"ok", "left_basin", "too_short"}, status
+    chains = ds["eq4_status"].values.ravel()
+    assert set(chains) <= {"ok", "left_basin", "too_short"}, chains
     ok = ds["eq4_status"] == "ok"
     assert int(ok.sum()) >= 2
     for name in ("cov_term", "excess", "prediction", "local_prediction", "bias_norm"):
@@ -76,6 +77,14 @@ def test_eq4_added_to_a_finished_sweep_samples_without_retraining(finished_sweep
                                rtol=1e-9, atol=1e-12)
     assert (work / "results/figures/eq4_gaussian-teacher_mlp.png").stat().st_size > 10_000
     assert "sample" not in jobs(snakemake(work, "-n", "results/sweep.nc").stdout)
+    assert status(work).count("\tdone") == 2
+
+
+def status(work: Path) -> str:
+    out = subprocess.run([sys.executable, "-m", "shiftcurv.cli", "status", "--config",
+                          str(work / "config.yaml"), "-d", str(work)], capture_output=True,
+                         text=True, check=True)
+    return out.stdout
 
 
 def sample_command(cell: Path, data: Path, out: Path, settings: dict) -> list[str]:

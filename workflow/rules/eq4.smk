@@ -17,8 +17,6 @@ rule sample:
         f"{CELL}/benchmarks/sample_{{sampler}}.tsv"
     group:
         "cell"
-    conda:
-        "../envs/shiftcurv.yaml"
     threads: THREADS
     resources:
         **GPU_RESOURCES,

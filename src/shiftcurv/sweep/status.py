@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from shiftcurv.sweep.cells import MEASURE_OUT, MIN_OUT, TRAIN_OUT, Cell
+from shiftcurv.sweep.cells import EQ4_OUT, MEASURE_OUT, MIN_OUT, TRAIN_OUT, Cell
 
 # the per-cell steps in order, each with the outputs that say it is done
 STEPS: dict[str, tuple[str, ...]] = {
@@ -136,9 +136,10 @@ def file_problem(path: str | Path) -> str | None:
 
 
 def cell_status(cell: Cell, root: Path, incomplete: set[str] | None, now: float,
-                stale_seconds: float = 600.0, check: bool = False) -> CellStatus:
+                stale_seconds: float = 600.0, check: bool = False,
+                samplers: tuple[str, ...] = ()) -> CellStatus:
     """The status of one cell; at most two directory listings (the cell's, and its logs/ when
-    the cell is unfinished)."""
+    the cell is unfinished). `samplers`: the Eq. 4 records the cell must also have."""
     d = root / cell.dir
     try:
         names = set(os.listdir(d))
@@ -156,9 +157,22 @@ def cell_status(cell: Cell, root: Path, incomplete: set[str] | None, now: float,
         if st is None:
             return CellStatus(cell, "failed", "measure",
                               f"truncated or unreadable: {d / MEASURE_OUT}", str(d / MEASURE_OUT))
+        if st == "ok":  # done once the Eq. 4 records of its samplers are there too
+            for sampler in samplers:
+                record = EQ4_OUT.format(sampler=sampler)
+                if record not in names:
+                    return unfinished(cell, d, names, f"sample_{sampler}", (record,),
+                                      incomplete, now, stale_seconds)
         return CellStatus(cell, {"ok": "done"}.get(st, st), "measure",
                           "" if st == "ok" else f"measure.json status {st}")
     step = next(s for s, outputs in STEPS.items() if not all(n in names for n in outputs))
+    return unfinished(cell, d, names, step, STEPS[step], incomplete, now, stale_seconds)
+
+
+def unfinished(cell: Cell, d: Path, names: set[str], step: str, outputs: tuple[str, ...],
+               incomplete: set[str] | None, now: float, stale_seconds: float) -> CellStatus:
+    """running, stalled, interrupted, failed or missing: a step whose outputs are not all there,
+    told apart by Snakemake's markers, the step's log and its checkpoint."""
     try:
         logs = {e.name: e for e in os.scandir(d / "logs")}
     except (FileNotFoundError, NotADirectoryError):
@@ -171,7 +185,7 @@ def cell_status(cell: Cell, root: Path, incomplete: set[str] | None, now: float,
     fresh = changed is not None and now - changed < stale_seconds
     line = last_line(d / "logs" / f"{step}.log") if log is not None else ""
     started = (None if incomplete is None
-               else any(f"{cell.dir}/{n}" in incomplete for n in STEPS[step]))
+               else any(f"{cell.dir}/{n}" in incomplete for n in outputs))
     if started or (started is None and fresh):
         if not fresh and log is not None:
             return CellStatus(cell, "stalled", step,
@@ -187,11 +201,16 @@ def cell_status(cell: Cell, root: Path, incomplete: set[str] | None, now: float,
 
 
 def sweep_status(cells: list[Cell], root: str | Path = ".", stale_seconds: float = 600.0,
-                 check: bool = False) -> list[CellStatus]:
+                 check: bool = False, eq4: dict[Cell, tuple[str, ...]] | None = None
+                 ) -> list[CellStatus]:
+    """Every cell's status; `eq4`: {cell: its Eq. 4 samplers} (a cell is done with their
+    records, `sample_<sampler>` is its last step)."""
     root = Path(root)
     incomplete = incomplete_outputs(root)
     now = time.time()
-    return [cell_status(c, root, incomplete, now, stale_seconds, check) for c in cells]
+    eq4 = eq4 or {}
+    return [cell_status(c, root, incomplete, now, stale_seconds, check, eq4.get(c, ()))
+            for c in cells]
 
 
 def summary(statuses: list[CellStatus]) -> str:
