@@ -282,3 +282,46 @@ def test_a_diverging_chain_stops_with_its_own_status():
                        SamplingSettings(samples=8, batches=4, pilot_epochs=200))
     assert result["status"] == "diverged" and result["stop_reason"] == "pilot"
     assert acc.n == 0
+
+
+def test_synthetic_basin_by_quadrature_mean_bias_and_eq4():
+    """One synthetic basin (the Fig. 4/6 code) with noise D(θ) = e^{1.5θ}: the exact steady state
+    (Eq. 5 on a grid) has a mean μ apart from the Laplace mode (Appendix B.2); Eq. 4 with the
+    mean's bias is closer to the exact E[U_test] than with the mode's, and the streamed
+    estimator on draws from ρ recovers the mean, the spread and E[U_test] within 3 SE."""
+    from shiftcurv.synthetic.basins import BasinSet, find_basins
+    from shiftcurv.synthetic.steady_state import expected_loss, laplace, steady_state
+
+    bs = BasinSet.from_spec("one", {"minima": [0.0], "weights": [1.0], "sigmas": [0.5],
+                                    "stddev_shift": 0.3, "wscale": 0.0},
+                            noise=lambda th: np.exp(1.5 * th))
+    theta = np.linspace(-4, 4, 40001)
+    T = 0.05
+    rho = steady_state(bs, theta, T)[0]
+    lap = laplace(bs, theta, find_basins(bs, theta), T)
+    m = lap["minima"]
+    t_tr, t_te, C = float(m["theta_tr"][0]), float(m["theta_test"][0]), float(m["C_test"][0])
+    mu = np.trapezoid(theta * rho, theta)
+    var = np.trapezoid((theta - mu) ** 2 * rho, theta)
+    exact = float(expected_loss(theta, rho[None], bs.U_test(theta))[0])
+    U_k = float(bs.U_test(t_te))
+    b_mean, b_mode = t_tr - mu, float(lap["b"][0, 0])
+    assert abs(b_mean - b_mode) > 0.2 * abs(b_mean)  # the mode is not the mean
+    eq4 = lambda b: U_k + 0.5 * C * var + 0.5 * C * (t_te - t_tr + b) ** 2  # noqa: E731
+    assert abs(eq4(b_mean) - exact) < abs(eq4(b_mode) - exact)
+    cdf = np.cumsum(rho)
+    cdf /= cdf[-1]
+    draws = np.interp(np.random.default_rng(3).random(4000), cdf, theta)
+    acc = Eq4Accumulator(torch.tensor([t_te]), torch.tensor([t_tr]), lambda v: C * v,
+                         lambda v: C * v, 20, 200)
+    for x in draws:
+        acc.add(torch.tensor([x]), test_loss=float(bs.U_test(x)))
+    est = Eq4Estimator(acc, U_k, float(bs.U_test(t_tr)), torch.zeros(1), torch.zeros(1),
+                       0.1).estimate()
+    mu_hat = t_tr + float(np.sign(mu - t_tr)) * est["bias_norm"]
+    assert abs(mu_hat - mu) < 3 * est["bias_norm_se"]
+    assert abs(est["cov_term"] - 0.5 * C * var) < 3 * est["cov_term_se"]
+    assert abs(est["mean_test_loss"] - exact) < 3 * est["mean_test_loss_se"]
+    taylor = abs(eq4(b_mean) - exact)  # Eq. 4's own error on this non-quadratic loss
+    assert abs(est["prediction_no_first_order"] - exact) < \
+        3 * est["prediction_no_first_order_se"] + taylor
