@@ -44,6 +44,16 @@ def require(settings: dict, *keys: str) -> None:
         raise ShiftcurvError(f"--settings lacks {', '.join(missing)}")
 
 
+def add_minima_arguments(p) -> None:
+    """The inputs of a step after the minima (measure, sample): the data, θ_tr, θ_test and the
+    records of the SGD run and of both minima."""
+    p.add_argument("--data", required=True, help="dataset .npz from prepare-data")
+    p.add_argument("--theta-train", required=True, help="θ_tr (.safetensors)")
+    p.add_argument("--theta-test", required=True, help="θ_test (.safetensors)")
+    p.add_argument("--train-record", required=True, help="the SGD run's record")
+    p.add_argument("--min-records", required=True, nargs=2, metavar=("MIN_TRAIN", "MIN_TEST"))
+
+
 def add_config_arguments(p) -> None:
     """--config FILE or --config-json TEXT (what Snakemake passes), one of them required."""
     src = p.add_mutually_exclusive_group(required=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from shiftcurv import ShiftcurvError
 from shiftcurv.commands._common import (
+    add_minima_arguments,
     add_settings_argument,
     add_threads_argument,
     build_model,
@@ -46,13 +47,9 @@ MEASURABLE = ("ok", "unconverged")  # upstream statuses that still get measures
 
 
 def add_arguments(p):
-    p.add_argument("--data", required=True, help="dataset .npz from prepare-data")
-    p.add_argument("--theta-train", required=True, help="θ_tr (.safetensors)")
-    p.add_argument("--theta-test", required=True, help="θ_test (.safetensors)")
+    add_minima_arguments(p)
     p.add_argument("--theta-sgd", help="the SGD solution (.safetensors), for hessian measures "
                                        "at point 'sgd'")
-    p.add_argument("--train-record", required=True, help="the SGD run's record")
-    p.add_argument("--min-records", required=True, nargs=2, metavar=("MIN_TRAIN", "MIN_TEST"))
     add_settings_argument(p)
     p.add_argument("--out", required=True, help="measure.json")
     add_threads_argument(p)

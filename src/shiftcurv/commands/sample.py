@@ -30,6 +30,7 @@ from pathlib import Path
 
 from shiftcurv import ShiftcurvError
 from shiftcurv.commands._common import (
+    add_minima_arguments,
     add_settings_argument,
     add_threads_argument,
     build_model,
@@ -47,12 +48,9 @@ MEASURABLE = ("ok", "unconverged")
 
 
 def add_arguments(p):
-    p.add_argument("--data", required=True, help="dataset .npz from prepare-data")
-    p.add_argument("--theta-sgd", required=True, help="the SGD solution (.safetensors)")
-    p.add_argument("--theta-train", required=True, help="θ_tr (.safetensors)")
-    p.add_argument("--theta-test", required=True, help="θ_test (.safetensors)")
-    p.add_argument("--train-record", required=True, help="the SGD run's record")
-    p.add_argument("--min-records", required=True, nargs=2, metavar=("MIN_TRAIN", "MIN_TEST"))
+    add_minima_arguments(p)
+    p.add_argument("--theta-sgd", required=True, help="the SGD solution (.safetensors): the "
+                                                      "chain's start")
     add_settings_argument(p)
     p.add_argument("--out", required=True, help="eq4_<sampler>.json")
     p.add_argument("--checkpoint", help="resume checkpoint (default: <out>.ckpt)")
