@@ -282,8 +282,8 @@ def test_wall_time_retry_and_requeue_resume_on_slurm(slurm, tmp_path):
             text = train_log.read_text() if train_log.exists() else ""
             seen += [line for line in text.splitlines() if line not in seen]
             if requeued is None and RESUMED.search(text):  # the retry trains: preempt it
-                running = [x.split("|")[0] for x in squeue("-t", "R", "-o", "%i|%k").split()
-                           if "cell" in x]
+                running = [x.split("|")[0] for x in squeue("-t", "R", "-o", "%i|%k|%Z").split()
+                           if "cell" in x and x.endswith(f"|{cluster}")]  # this run's only
                 if running:
                     requeued = running[0]
                     subprocess.run(["scontrol", "requeue", requeued], check=True, timeout=30)
@@ -314,6 +314,8 @@ def test_wall_time_retry_and_requeue_resume_on_slurm(slurm, tmp_path):
     assert len(submitted) == 2 and requeued == submitted[1], (submitted, requeued)
     first, retry = scontrol_job(submitted[0]), scontrol_job(submitted[1])
     assert first["JobState"] == "FAILED" and first["Restarts"] == "0", first
+    # requeueable because profiles/slurm asks (slurm-requeue): the test cluster's default is not
+    assert first["Requeue"] == retry["Requeue"] == "1"
     assert minutes(first["TimeLimit"]) == limit_min, first["TimeLimit"]
     assert minutes(retry["TimeLimit"]) == 2 * limit_min, retry["TimeLimit"]
     assert retry["JobState"] == "COMPLETED" and retry["Restarts"] == "1", retry

@@ -123,6 +123,9 @@ SelectTypeParameters=CR_Core_Memory
 # without a default, a job without --mem would take the whole node's memory
 DefMemPerCPU=$(( REALMEM / NCPU ))
 ReturnToService=2
+# batch jobs are requeueable only when they ask (sbatch --requeue): the requeue test then shows
+# that profiles/slurm's `slurm-requeue` reaches sbatch
+JobRequeue=0
 # no slurmdbd: keep finished jobs 10 min in slurmctld, so squeue can report their final state
 MinJobAge=600
 MailProg=/bin/true
