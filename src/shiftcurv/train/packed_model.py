@@ -12,11 +12,11 @@ the same bits as SGD's `add_(d, alpha=-η)` (measured: `sub_(η·d)` differs in 
 a last-bit difference grows to O(0.1) weight differences within a few hundred SGD steps).
 
 Measured choices (MNIST-1D, B = 100, K = 12, 1 thread, shared 2-core machine, 2026-12-02):
-- grouped kernels where they apply, vmap everywhere else: a plain MLP (Flatten, Linear, ReLU)
-  runs `packed_grouped` (one baddbmm per layer: 0.19-0.28 ms per cell and step against 0.28-2.0
-  through vmap, whose dispatch costs ~1.5 ms a step); every other net (1-D CNN, VGG/ResNet,
-  batch norm) runs vmap over `functional_call`, one code path for all of them (1-D CNN: 0.77 ms
-  per cell and step at K = 12 against 1.6 unpacked; the grouped convolutions dominate).
+- grouped kernels where they apply, vmap everywhere else: the plain MLP and 1-D CNN run
+  `packed_grouped` (batched matmuls and grouped convolutions called directly: MLP 0.19-0.28 ms
+  per cell and step against 0.28-2.0 through vmap, whose dispatch costs ~1.5 ms a step; CNN
+  0.61-0.96 against 0.78-2.0); every other net (batch norm, VGG/ResNet) runs vmap over
+  `functional_call`, one code path for all of them.
 - `autograd.grad` on stacked leaves rather than `vmap(grad(...))`: 6.3 vs 9.9 ms per step (MLP),
   9.7 vs 9.4 (CNN), 17.3 vs 19.7 (CNN with BN).
 - a stack is never narrower than 2 (`MIN_WIDTH`): with one cell, vmap's convolution rule runs
@@ -24,7 +24,8 @@ Measured choices (MNIST-1D, B = 100, K = 12, 1 thread, shared 2-core machine, 20
   grouped kernel that runs for 2 or more cells (measured on the 1-D CNN: up to 3e-9 after one
   step; 2, 3 and 12 cells agree bit for bit). A lone cell therefore runs beside a ghost copy of
   itself whose results are dropped, so a cell's numbers never depend on how many pack-mates are
-  still training. On the MLP one and many agree bit for bit either way.
+  still training (the grouped path does the same for its convolutions). On the MLP one and many
+  agree bit for bit either way, and a lone MLP cell runs alone.
 - batch norm on per-cell inputs without a spatial axis ((B, C): the MLP's and the VGG heads'
   BatchNorm1d) runs `row_batch_norm`, not vmap's rule: that rule folds the cells into the
   channel axis and CPU's batch-norm kernel then vectorizes across channels, so a cell's
@@ -81,7 +82,7 @@ class StackedCells:
         self.models = list(models)
         self.width = len(models)
         grouped = packed_grouped.plan(self.models[0])
-        min_width = 1 if grouped else MIN_WIDTH
+        min_width = 1 if grouped and not packed_grouped.needs_ghost(grouped) else MIN_WIDTH
         slots = self.models + [self.models[0]] * max(0, min_width - self.width)
         params, buffers = stack_module_state(slots)  # copies, detached
         self.params = {k: v.to(device).requires_grad_(True) for k, v in params.items()}

@@ -1,0 +1,42 @@
+# Packed training (`pack: K` in the config, shiftcurv.sweep.packs): the cells whose training
+# outputs are missing when the DAG is built train K at a time in one `train_pack` job, into
+# staging files in their own directories; each cell's `train` job then takes its staged files
+# over (`shiftcurv train` renames them into place). A cell's pack is recorded once, in
+# results/packs/index.json, by the process that plans the run, so adding cells forms new packs
+# and never touches a finished one. With `pack: 1` (the default) `train` is the plain rule.
+from shiftcurv.sweep import packs  # noqa: E402  (light: no torch)
+
+
+def dry_run():
+    """`-n` / `--dry-run` on the command line (Snakemake knows it only after parsing)."""
+    return any(
+        a in ("--dry-run", "--dryrun")
+        or (a[:1] == "-" and a[1:2] != "-" and a[1:].isalpha() and "n" in a)
+        for a in sys.argv[1:]
+    )
+
+
+PACK_OF, _new_packs = packs.assign(config)
+if _new_packs and not (workflow.remote_exec or workflow.subprocess_exec or dry_run()):
+    packs.save_index(PACK_OF)
+
+
+def pack_record_of(wildcards):
+    """A packed cell's pack record (ancient: a pack rerun for new members never re-dates the
+    finished ones), nothing for an unpacked cell (its inputs stay what they were)."""
+    record = PACK_OF.get(cell_of(wildcards))
+    return [ancient(record)] if record else []
+
+
+PACK = "results/packs/{dataset}/{arch}/B~{B}/pack~{pack}"
+
+
+def pack_members(wildcards):
+    return packs.cells_argument(config, PACK_OF, PACK.format(**wildcards) + ".json")
+
+
+def pack_runtime(wildcards, attempt):
+    """Minutes (SLURM --time): the cost model's prediction for the pack (cost.pack_seconds),
+    doubled on each retry."""
+    members = packs.members(PACK_OF, PACK.format(**wildcards) + ".json")
+    return cost.pack_runtime_minutes(cost_model(), config, members, attempt)
