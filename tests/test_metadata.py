@@ -32,3 +32,13 @@ def test_workflow_catalog_file_has_the_documented_keys_and_true_claims():
     assert sdm["report"] == ('"--report"' in (REPO / "tests/test_workflow.py").read_text())
     # conda: true only with a tested `--sdm conda` (there is none: README says why)
     assert sdm["conda"] is False and sdm["apptainer"] is False
+
+
+def test_no_rule_declares_a_conda_environment_or_container():
+    """What the catalog file and README ("Software environment") say: the rules run in the
+    environment snakemake runs in; a directive naming another would be untested."""
+    files = [REPO / "Snakefile", *sorted((REPO / "workflow").rglob("*.smk"))]
+    assert len(files) >= 10
+    declaring = [f.name for f in files
+                 if re.search(r"^\s*(conda|container):", f.read_text(), re.M)]
+    assert declaring == [] and not (REPO / "workflow/envs").exists()
