@@ -93,6 +93,8 @@ BAD = [
     ("eq4-thin-past-max-epochs", {"eq4/thin": 100, "eq4/max_epochs": 50}, "eq4.max_epochs"),
     ("eq4-one-batch", {"eq4/batches": 1}, "eq4"),
     ("eq4-unknown-key", {"eq4/sampels": 10}, "eq4"),
+    ("eq4-ladder-zero", {"eq4/ladder": [0, 2]}, "eq4.ladder"),
+    ("eq4-ladder-huge", {"eq4/ladder": [1e4]}, "eq4.ladder"),
 ]
 
 # issue 17: numbers torch / numpy / SLURM cannot take (seeds past 2**64, sizes whose tensors or

@@ -21,8 +21,8 @@ from shiftcurv.eq4.statistics import AT_MEAN_TERMS, TERMS
 from shiftcurv.results.gather import EQ4_TERMS
 
 REPO = Path(__file__).resolve().parents[1]
-EQ4 = {"enabled": True, "sampler": ["rr", "wr"], "samples": 12, "batches": 4, "min_batches": 2,
-       "pilot_epochs": 4, "max_epochs": 300}
+EQ4 = {"enabled": True, "sampler": ["rr", "wr"], "ladder": [2.0], "samples": 12, "batches": 4,
+       "min_batches": 2, "pilot_epochs": 4, "max_epochs": 300}
 
 
 def test_gathered_terms_are_the_estimators_terms():
@@ -58,12 +58,17 @@ def test_eq4_added_to_a_finished_sweep_samples_without_retraining(finished_sweep
     tiny(work, eq4=EQ4)
     assert status(work).count("missing\tsample_rr") == 2  # measured, not yet sampled
     planned = jobs(snakemake(work, "-n", "results/sweep.nc").stdout)
-    assert planned == {"sample": 4, "gather": 1}, planned  # 2 cells x 2 samplers
+    assert planned == {"sample": 8, "gather": 1}, planned  # 2 cells x 2 samplers x 2 ladder
     snakemake(work, "results/sweep.nc", "results/figures/eq4_gaussian-teacher_mlp.png")
     assert {p: p.stat().st_mtime_ns for p in trained} == trained  # nothing upstream redone
     ds = xr.open_dataset(work / "results/sweep.nc")
     assert list(ds["sampler"].values) == ["rr", "wr"]
-    assert ds["eq4_cov_term"].dims[-1] == "sampler"
+    assert list(ds["ladder"].values) == [1.0, 2.0]
+    assert ds["eq4_cov_term"].dims[-2:] == ("sampler", "ladder")
+    for cell in (work / "results/runs").rglob("eq4_rr.json"):  # the ladder's chain at 2T
+        lr = json.loads(cell.read_text())["settings"]["lr"]
+        assert json.loads((cell.parent / "eq4_rr_x2.json").read_text())["settings"]["lr"] == \
+            pytest.approx(2 * lr)
     chains = ds["eq4_status"].values.ravel()
     assert set(chains) <= {"ok", "left_basin", "too_short"}, chains
     ok = ds["eq4_status"] == "ok"

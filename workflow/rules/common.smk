@@ -38,7 +38,7 @@ if not (workflow.remote_exec or workflow.subprocess_exec):
 CELL = "results/runs/{dataset}/{arch}/T~{T}/B~{B}/seed~{seed}"
 DATA = "results/data/{dataset}.npz"
 SWEEP_NC = "results/sweep.nc"
-EQ4_SAMPLERS = sw.eq4_samplers(config)
+EQ4_CHAINS = sw.eq4_chains(config)
 EQ4_CELLS = sw.eq4_cells(config)
 FIGURES = figure_names(config)
 THREADS = config["resources"]["threads"]
@@ -52,7 +52,7 @@ wildcard_constraints:
     seed=r"[0-9]+",
     lr=r"[0-9](\.[0-9]+)?e[+-][0-9]{2,3}",
     split=r"default|shuffle_seed~[0-9]+|sample_size~[0-9]+",
-    sampler=r"rr|wr",
+    chain=r"(rr|wr)(_x[0-9]+(\.[0-9]+)?)?",
 
 
 def cell_of(wildcards):

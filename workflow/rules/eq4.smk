@@ -1,5 +1,6 @@
 # Eq. 4 per cell (config `eq4`, docs/eq4.md): SGD continued from theta_SGD samples the steady
-# state; the record holds every term of Eq. 4 with its standard error. One job per sampler.
+# state; the record holds every term of Eq. 4 with its standard error. One job per chain
+# (sampler x ladder step: rr, wr, rr_x0.5, ...).
 rule sample:
     input:
         data=DATA,
@@ -10,11 +11,11 @@ rule sample:
         min_train=rules.min_train.output.record,
         min_test=rules.min_test.output.record,
     output:
-        f"{CELL}/eq4_{{sampler}}.json",
+        f"{CELL}/eq4_{{chain}}.json",
     log:
-        f"{CELL}/logs/sample_{{sampler}}.log",
+        f"{CELL}/logs/sample_{{chain}}.log",
     benchmark:
-        f"{CELL}/benchmarks/sample_{{sampler}}.tsv"
+        f"{CELL}/benchmarks/sample_{{chain}}.tsv"
     group:
         "cell"
     threads: THREADS
@@ -23,7 +24,7 @@ rule sample:
         runtime=runtime_minutes("sample"),
     params:
         settings=lambda wildcards: sw.as_json(
-            sw.eq4_settings(config, cell_of(wildcards), wildcards.sampler)
+            sw.eq4_settings(config, cell_of(wildcards), wildcards.chain)
         ),
     shell:
         # exec: a stop signal reaches the sampler, which checkpoints after its batch, exits 75

@@ -1,7 +1,7 @@
 rule gather:
     input:
         cell_files("measure.json"),
-        [f"{c.dir}/{sw.EQ4_OUT.format(sampler=s)}" for c in EQ4_CELLS for s in EQ4_SAMPLERS],
+        [f"{c.dir}/{sw.EQ4_OUT.format(chain=n)}" for c in EQ4_CELLS for n in EQ4_CHAINS],
     output:
         nc=SWEEP_NC,
         status=report(
@@ -18,7 +18,7 @@ rule gather:
             {
                 k: v
                 for k, v in config.items()
-                if k not in ("fig5", "synthetic") and (k != "eq4" or EQ4_SAMPLERS)
+                if k not in ("fig5", "synthetic") and (k != "eq4" or EQ4_CHAINS)
             }
         ),
     shell:

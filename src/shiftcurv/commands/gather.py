@@ -47,22 +47,22 @@ def read_records(cells, partial: bool) -> dict:
     return records
 
 
-def read_eq4_records(cells, samplers, partial: bool) -> dict:
-    """{cell: {sampler: record or None}} of the Eq. 4 step (config `eq4`)."""
+def read_eq4_records(cells, chains, partial: bool) -> dict:
+    """{cell: {chain: record or None}} of the Eq. 4 step (config `eq4`)."""
     from shiftcurv.io import read_json
     from shiftcurv.sweep import EQ4_OUT
 
     out = {}
     for cell in cells:
         out[cell] = {}
-        for sampler in samplers:
-            path = Path(cell.dir) / EQ4_OUT.format(sampler=sampler)
+        for chain in chains:
+            path = Path(cell.dir) / EQ4_OUT.format(chain=chain)
             try:
-                out[cell][sampler] = read_json(path, what="Eq. 4 record")
+                out[cell][chain] = read_json(path, what="Eq. 4 record")
             except ShiftcurvError:
                 if not partial:
                     raise
-                out[cell][sampler] = None
+                out[cell][chain] = None
     return out
 
 
@@ -71,13 +71,13 @@ def run(args) -> int:
 
     from shiftcurv.io import atomic_path
     from shiftcurv.results.gather import build_dataset, write_netcdf
-    from shiftcurv.sweep import cells, eq4_cells, eq4_samplers
+    from shiftcurv.sweep import cells, eq4_cells, eq4_chains
 
     config = load_config_arguments(args)
     sweep_cells = cells(config)
     records = read_records(sweep_cells, args.partial)
-    samplers = eq4_samplers(config)
-    eq4 = read_eq4_records(eq4_cells(config), samplers, args.partial) if samplers else None
+    chains = eq4_chains(config)
+    eq4 = read_eq4_records(eq4_cells(config), chains, args.partial) if chains else None
     ds = build_dataset(config, records, yaml.safe_dump(config, sort_keys=False), git_revision(),
                        eq4_records=eq4)
     write_netcdf(ds, args.out)

@@ -42,7 +42,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from shiftcurv.sweep import cells, eq4_cells, eq4_samplers
+    from shiftcurv.sweep import cells, eq4_cells, eq4_chains
     from shiftcurv.sweep.status import STATUSES, set_aside, summary, sweep_status
 
     if args.set_aside and not args.check:
@@ -55,9 +55,9 @@ def run(args) -> int:
         if unknown:
             raise ShiftcurvError(f"--only: unknown status {', '.join(sorted(unknown))} "
                                  f"(known: {', '.join(STATUSES)})")
-    samplers = tuple(eq4_samplers(config))
+    chains = tuple(eq4_chains(config))
     statuses = sweep_status(cells(config), args.directory, args.stale_seconds, args.check,
-                            eq4={c: samplers for c in eq4_cells(config)})
+                            eq4={c: chains for c in eq4_cells(config)})
     out = sys.stdout
     rows = [s for s in statuses if (only is None or s.status in only)
             and not (args.problems and s.status == "done")]

@@ -101,7 +101,7 @@ class Eq4Cell:
         out = {"status": run["status"], "stop_reason": run["stop_reason"],
                "sampler": settings.sampler, "plan": run["plan"],
                "chain_epochs": run["chain_epochs"], "samples": acc.n,
-               "batches": acc.batches_done, "settings": settings.__dict__}
+               "batches": acc.batches_done, "sampling": settings.__dict__}
         if run["status"] != "ok":
             return out
         U_k, g = self.test.value_and_grad(self.theta_test)

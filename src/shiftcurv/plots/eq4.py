@@ -6,6 +6,8 @@ eq4_{dataset}_{arch}.png, one row per sampler (rr, wr):
 2. each term's size versus T on log-log axes (|value|, mean over seeds) with its fitted slope
    beside the paper's (½Tr(ΣC) ∝ T, sᵀCb ∝ T, ½bᵀCb ∝ T²);
 3. the chain's diagnostics versus T: N_eff, |Geweke z|, λ·λ_max (2: the edge of stability).
+4. with a within-basin ladder (`eq4.ladder`): ½Tr(ΣC) and ½bᵀCb of each cell's chains at
+   T·m against T·m, one line per cell temperature, with the within-basin slope of ½Tr(ΣC).
 Cells count when the cell and its chain are both ok; the title counts the rest.
 """
 
@@ -55,11 +57,17 @@ def chain_counts(sub, sampler) -> str:
     return f"{sampler}: {ok} of {len(cells)} chains ok{tail}"
 
 
-def fig_eq4(sub, path, title: str) -> None:
+def fig_eq4(full, path, title: str) -> None:
     plt, _ = setup()
-    samplers = [str(s) for s in sub["sampler"].values]
-    fig, axes = plt.subplots(len(samplers), 3, figsize=(14, 3.9 * len(samplers)), squeeze=False)
+    samplers = [str(s) for s in full["sampler"].values]
+    ladder = full.sizes.get("ladder", 1) > 1
+    sub = full.sel(ladder=1.0) if "ladder" in full.dims else full
+    fig, axes = plt.subplots(len(samplers), 3 + ladder, figsize=(4.7 * (3 + ladder),
+                                                                 3.9 * len(samplers)),
+                             squeeze=False)
     for row, sampler in zip(axes, samplers, strict=True):
+        if ladder:
+            ladder_panel(row[3], full, sampler)
         ax = row[0]
         for name, style in zip(PREDICTIONS, ("o-", "s--", "^:"), strict=True):
             t, m, e = seed_mean(sub, name, sampler)
@@ -91,3 +99,25 @@ def fig_eq4(sub, path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
+
+
+def ladder_panel(ax, full, sampler) -> None:
+    """Each cell temperature's chains at T·m (seed mean): the terms' trend inside one basin."""
+    from shiftcurv.plots.style import log_temperature_axis
+
+    scales = full["ladder"].values
+    for k, t0 in enumerate(full["temperature"].values):
+        cell = full.sel(temperature=t0, sampler=sampler)
+        ok = (cell["status"] == "ok") & (cell["eq4_status"] == "ok")
+        other = [d for d in cell["eq4_cov_term"].dims if d != "ladder"]
+        x = t0 * scales
+        for name, style in (("cov_term", "o-"), ("bias_term", "s--")):
+            y = abs(cell[f"eq4_{name}"].where(ok)).mean(other).values
+            label = (f"T={t0:g}: ½Tr(ΣC) slope {log_slope(x, y):.2f}" if name == "cov_term"
+                     else None)
+            ax.plot(x, y, style, color=f"C{k}", label=label)
+    ax.set_yscale("log")
+    log_temperature_axis(ax)
+    ax.set_xlabel("chain temperature T·m (solid ½Tr(ΣC), dashed ½bᵀCb)")
+    ax.set_title(f"{sampler}: within-basin ladder (paper: slopes 1 and 2)", fontsize=9)
+    ax.legend(fontsize=6)

@@ -146,7 +146,7 @@ PROFILES = {
 }
 
 
-# Eq. 4 (eq4_<sampler>.json, `shiftcurv sample`), gathered as eq4_<name>(..., sampler) with
+# Eq. 4 (eq4_<chain>.json, `shiftcurv sample`), gathered as eq4_<name>(..., sampler, ladder) with
 # eq4_<name>_se beside each term: name -> (where in the record, units, long_name). The term names
 # are shiftcurv.eq4.statistics.TERMS (a test keeps the two in step; this layer stays torch-free).
 EQ4_TERMS = {
@@ -197,26 +197,28 @@ EQ4_SCALARS = {
 }
 
 
-def _eq4_variables(records: dict, index, shape: list[int], samplers: list[str]) -> dict:
-    """eq4_* arrays of shape (cells..., sampler) from {cell: {sampler: record or None}}."""
-    full = shape + [len(samplers)]
+def _eq4_variables(records: dict, index, shape: list[int], samplers: list[str],
+                   ladder: list[float]) -> dict:
+    """eq4_* arrays of shape (cells..., sampler, ladder) from {cell: {chain: record or None}}."""
+    full = shape + [len(samplers), len(ladder)]
     status = np.full(full, "not_sampled", dtype=object)  # a cell outside eq4.seeds
     terms = {k: np.full(full, np.nan) for k in EQ4_TERMS}
     errors = {k: np.full(full, np.nan) for k in EQ4_TERMS}
     scalars = {k: np.full(full, np.nan) for k in EQ4_SCALARS}
-    for cell, by_sampler in records.items():
+    for cell, by_chain in records.items():
         for j, sampler in enumerate(samplers):
-            rec = (by_sampler or {}).get(sampler)
-            i = index(cell) + (j,)
-            if rec is None:
-                status[i] = "missing"
-                continue
-            status[i] = rec.get("status", "failed")
-            for k in terms:
-                terms[k][i] = _get(rec, f"terms.{k}")
-                errors[k][i] = _get(rec, f"terms.{k}_se")
-            for k, (where, _, _) in EQ4_SCALARS.items():
-                scalars[k][i] = _get(rec, where)
+            for m, scale in enumerate(ladder):
+                rec = (by_chain or {}).get(sw.eq4_chain_name(sampler, scale))
+                i = index(cell) + (j, m)
+                if rec is None:
+                    status[i] = "missing"
+                    continue
+                status[i] = rec.get("status", "failed")
+                for k in terms:
+                    terms[k][i] = _get(rec, f"terms.{k}")
+                    errors[k][i] = _get(rec, f"terms.{k}_se")
+                for k, (where, _, _) in EQ4_SCALARS.items():
+                    scalars[k][i] = _get(rec, where)
     out = {"eq4_status": (status.astype(str), {
         "long_name": "Eq. 4 chain status: ok, left_basin (its mean is outside one basin), "
                      "diverged, too_short, or the upstream status; missing; not_sampled "
@@ -264,7 +266,8 @@ def _hessian_meta(key: str):
 def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: str = "",
                   git_revision: str = "unknown", eq4_records: dict | None = None):
     """One xarray.Dataset from {cell: measure record or None (missing)}; with `eq4_records`
-    ({cell: {sampler: Eq. 4 record or None}}) also the eq4_* variables over a `sampler` axis."""
+    ({cell: {chain: Eq. 4 record or None}}) also the eq4_* variables over `sampler` and
+    `ladder` axes."""
     import xarray as xr
 
     temps = sorted({c.temperature for c in records}, key=float)
@@ -337,11 +340,16 @@ def build_dataset(config: dict, records: dict[Cell, dict | None], config_text: s
         data_vars[k] = (dims + ["u"], arr, {"units": PROFILES[k][0], "long_name": PROFILES[k][1]})
     samplers = sw.eq4_samplers(config) if eq4_records is not None else []
     if samplers:
-        for k, (arr, attrs) in _eq4_variables(eq4_records, index, shape, samplers).items():
-            data_vars[k] = (dims + ["sampler"], arr, attrs)
+        ladder = sw.eq4_ladder(config)
+        for k, (arr, attrs) in _eq4_variables(eq4_records, index, shape, samplers,
+                                              ladder).items():
+            data_vars[k] = (dims + ["sampler", "ladder"], arr, attrs)
         coords["sampler"] = ("sampler", samplers, {
             "long_name": "Eq. 4 chain's minibatches: rr reshuffled (training's order carried "
                          "on), wr drawn with replacement"})
+        coords["ladder"] = ("ladder", np.array(ladder), {
+            "units": "1", "long_name": "Eq. 4 chain's temperature over the cell's: the chain "
+                                       "runs at T x ladder from the cell's theta_SGD"})
     attrs = {"title": "shiftcurv sweep", "config": config_text or str(config),
              "config_hash": config_hash(config), "shiftcurv_version": __version__,
              "git_revision": git_revision,

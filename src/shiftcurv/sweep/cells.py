@@ -24,7 +24,7 @@ TRAIN_OUT = {"weights": "theta_sgd.safetensors", "record": "train.json"}
 MIN_OUT = {split: {"weights": f"theta_{split}.safetensors", "record": f"min_{split}.json"}
            for split in ("train", "test")}
 MEASURE_OUT = "measure.json"
-EQ4_OUT = "eq4_{sampler}.json"  # one per sampler (rr, wr) when the eq4 section is enabled
+EQ4_OUT = "eq4_{chain}.json"  # one per chain (sampler x ladder step) when eq4 is enabled
 DATA_FILE = "results/data/{dataset}.npz"
 
 

@@ -91,22 +91,22 @@ def scan(config: dict, root: str = ".") -> dict[sw.Cell, frozenset[str]]:
     return out
 
 
-def to_run(files: frozenset[str], samplers: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
+def to_run(files: frozenset[str], chains: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
     """The cell rules Snakemake will run for a cell with these files: a missing record, or an
     upstream step that runs (existence only; `snakemake -n` also sees changed params/code);
-    `sample` once per Eq. 4 sampler whose record is missing."""
+    `sample` once per Eq. 4 chain whose record is missing."""
     todo: list[str] = []
     for rule in CELL_RULES:
         if RECORD[rule] not in files or any(u in todo for u in UPSTREAM[rule]):
             todo.append(rule)
     upstream = any(u in todo for u in UPSTREAM[EQ4_RULE])
-    todo += [EQ4_RULE for s in samplers if upstream or sw.EQ4_OUT.format(sampler=s) not in files]
+    todo += [EQ4_RULE for c in chains if upstream or sw.EQ4_OUT.format(chain=c) not in files]
     return tuple(todo)
 
 
 def eq4_benchmarks(files: frozenset[str]) -> list[str]:
     """The Eq. 4 records of a cell directory's listing, as their benchmark file names."""
-    prefix, suffix = sw.EQ4_OUT.split("{sampler}")
+    prefix, suffix = sw.EQ4_OUT.split("{chain}")
     return [f"sample_{f[len(prefix):-len(suffix)]}.tsv" for f in sorted(files)
             if f.startswith(prefix) and f.endswith(suffix)]
 
@@ -425,7 +425,7 @@ def plan(config: dict, root: str = ".", group_components: int = 1,
     k = max(1, int(group_components))
     state = scan(config, root)
     model = calibrate(config, root, state)
-    samplers = sw.eq4_samplers(config)
+    samplers = sw.eq4_chains(config)
     sampled = set(sw.eq4_cells(config))
     gpu, threads = uses_gpu(config), int(config["resources"]["threads"])
     rules = MODEL_RULES if samplers else CELL_RULES

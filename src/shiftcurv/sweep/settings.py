@@ -130,6 +130,38 @@ def eq4_samplers(config: dict) -> list[str]:
     return [sampler] if isinstance(sampler, str) else list(sampler)
 
 
+def eq4_ladder(config: dict) -> list[float]:
+    """The within-basin temperature ladder: each sampled cell's chain runs at T·m for every m
+    (1 included: the cell's own temperature first)."""
+    ladder = (config.get("eq4") or {}).get("ladder") or [1.0]
+    return [1.0] + sorted(float(m) for m in ladder if float(m) != 1.0)
+
+
+def eq4_chain_name(sampler: str, scale: float) -> str:
+    """`rr` at the cell's own T, `rr_x0.5` at T/2 (the record eq4_<name>.json, the job
+    sample_<name>).
+
+    >>> [eq4_chain_name("rr", m) for m in (1.0, 0.5, 2.0)]
+    ['rr', 'rr_x0.5', 'rr_x2']
+    """
+    return sampler if float(scale) == 1.0 else f"{sampler}_x{float(scale):g}"
+
+
+def parse_eq4_chain(name: str) -> tuple[str, float]:
+    """(sampler, temperature scale) of a chain name.
+
+    >>> parse_eq4_chain("wr_x0.25"), parse_eq4_chain("rr")
+    (('wr', 0.25), ('rr', 1.0))
+    """
+    sampler, _, scale = name.partition("_x")
+    return sampler, float(scale) if scale else 1.0
+
+
+def eq4_chains(config: dict) -> list[str]:
+    """Every chain a sampled cell runs: each sampler at each ladder step ([] when off)."""
+    return [eq4_chain_name(s, m) for s in eq4_samplers(config) for m in eq4_ladder(config)]
+
+
 def eq4_cells(config: dict) -> list[Cell]:
     """The cells the `eq4` section samples: every cell, or those of `eq4.seeds`; none when off."""
     if not eq4_samplers(config):
@@ -138,17 +170,21 @@ def eq4_cells(config: dict) -> list[Cell]:
     return [c for c in cells(config) if seeds is None or c.seed in seeds]
 
 
-def eq4_settings(config: dict, cell: Cell, sampler: str) -> dict:
-    """The `shiftcurv sample` settings of a cell and sampler: the chain's SGD (lr = T·B, B, α,
-    seed) and the measure's dtype and chunking for the expansion points."""
+def eq4_settings(config: dict, cell: Cell, chain: str) -> dict:
+    """The `shiftcurv sample` settings of a cell and chain: the chain's SGD (lr = m·T·B at ladder
+    step m, B, α, seed) and the measure's dtype and chunking for the expansion points."""
     from shiftcurv.sweep.temperature import learning_rate
 
-    eq4 = {k: v for k, v in config["eq4"].items() if k not in ("enabled", "seeds")}
+    sampler, scale = parse_eq4_chain(chain)
+    eq4 = {k: v for k, v in config["eq4"].items() if k not in ("enabled", "seeds", "ladder")}
     ms = config["measure"]
-    return {"arch": config["archs"][cell.arch], "seed": cell.seed,
-            "lr": learning_rate(cell.T, cell.batch_size), "batch_size": cell.batch_size,
-            "l2": config["train"]["l2"], "dtype": ms["dtype"], "chunk_size": ms["chunk_size"],
-            "eq4": {**eq4, "sampler": sampler}, **_device(config)}
+    out = {"arch": config["archs"][cell.arch], "seed": cell.seed,
+           "lr": learning_rate(scale * cell.T, cell.batch_size), "batch_size": cell.batch_size,
+           "l2": config["train"]["l2"], "dtype": ms["dtype"], "chunk_size": ms["chunk_size"],
+           "eq4": {**eq4, "sampler": sampler}, **_device(config)}
+    if scale != 1.0:  # stated only on the ladder, so that plain chains keep their params
+        out["temperature_scale"] = scale
+    return out
 
 
 def as_json(settings: dict) -> str:

@@ -137,9 +137,9 @@ def file_problem(path: str | Path) -> str | None:
 
 def cell_status(cell: Cell, root: Path, incomplete: set[str] | None, now: float,
                 stale_seconds: float = 600.0, check: bool = False,
-                samplers: tuple[str, ...] = ()) -> CellStatus:
+                chains: tuple[str, ...] = ()) -> CellStatus:
     """The status of one cell; at most two directory listings (the cell's, and its logs/ when
-    the cell is unfinished). `samplers`: the Eq. 4 records the cell must also have."""
+    the cell is unfinished). `chains`: the Eq. 4 records the cell must also have."""
     d = root / cell.dir
     try:
         names = set(os.listdir(d))
@@ -158,10 +158,10 @@ def cell_status(cell: Cell, root: Path, incomplete: set[str] | None, now: float,
             return CellStatus(cell, "failed", "measure",
                               f"truncated or unreadable: {d / MEASURE_OUT}", str(d / MEASURE_OUT))
         if st == "ok":  # done once the Eq. 4 records of its samplers are there too
-            for sampler in samplers:
-                record = EQ4_OUT.format(sampler=sampler)
+            for chain in chains:
+                record = EQ4_OUT.format(chain=chain)
                 if record not in names:
-                    return unfinished(cell, d, names, f"sample_{sampler}", (record,),
+                    return unfinished(cell, d, names, f"sample_{chain}", (record,),
                                       incomplete, now, stale_seconds)
         return CellStatus(cell, {"ok": "done"}.get(st, st), "measure",
                           "" if st == "ok" else f"measure.json status {st}")
@@ -203,8 +203,8 @@ def unfinished(cell: Cell, d: Path, names: set[str], step: str, outputs: tuple[s
 def sweep_status(cells: list[Cell], root: str | Path = ".", stale_seconds: float = 600.0,
                  check: bool = False, eq4: dict[Cell, tuple[str, ...]] | None = None
                  ) -> list[CellStatus]:
-    """Every cell's status; `eq4`: {cell: its Eq. 4 samplers} (a cell is done with their
-    records, `sample_<sampler>` is its last step)."""
+    """Every cell's status; `eq4`: {cell: its Eq. 4 chains} (a cell is done with their
+    records, `sample_<chain>` is its last step)."""
     root = Path(root)
     incomplete = incomplete_outputs(root)
     now = time.time()
