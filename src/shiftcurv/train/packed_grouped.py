@@ -12,8 +12,9 @@ Measured (MNIST-1D, B = 100, one thread, 2026-12-02), per cell and SGD step:
 - MLP 40-100-100-10: 0.42 / 0.28 / 0.21 ms at K = 1 / 3 / 12, against 2.0 / 0.53 / 0.28
   through vmap (its per-call dispatch is ~1.5 ms a step) and 0.45-0.56 unpacked: the MLP is
   compute-bound on a CPU, so the lean path is what makes packing pay beyond the start-up;
-- 1-D CNN 16-16-16: 0.96 / 0.79 / 0.61 ms at K = 2 / 3 / 12, against 2.0 / 1.13 / 0.78
-  through vmap and 1.4-1.6 unpacked.
+- 1-D CNN 16-16-16: 0.75-0.80 / 0.56 / 0.58-0.62 ms at K = 3 / 6 / 12, against 1.13 / 0.85 /
+  0.78 through vmap and 1.4 unpacked (the convolutions are 64 % of it; as unfold + batched
+  matmul instead: 0.89 / 1.06 / 0.86, dropped).
 Each cell's slice of a batched matmul is computed alone (the same bits at K = 1, 3 and 12). A
 grouped convolution with one group is the plain kernel, whose weight gradient differs in the last
 bits from the grouped one: nets with a convolution keep a ghost slot (`needs_ghost`, see

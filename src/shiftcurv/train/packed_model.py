@@ -11,11 +11,11 @@ torch.optim.SGD's, per cell: d = g + α·θ; θ ← θ + (−η_k)·d as `addcmu
 the same bits as SGD's `add_(d, alpha=-η)` (measured: `sub_(η·d)` differs in the last bit, and
 a last-bit difference grows to O(0.1) weight differences within a few hundred SGD steps).
 
-Measured choices (MNIST-1D, B = 100, K = 12, 1 thread, shared 2-core machine, 2026-12-02):
+Measured choices (MNIST-1D, B = 100, 1 thread, shared 2-core machine, 2026-12-02):
 - grouped kernels where they apply, vmap everywhere else: the plain MLP and 1-D CNN run
   `packed_grouped` (batched matmuls and grouped convolutions called directly: MLP 0.19-0.28 ms
   per cell and step against 0.28-2.0 through vmap, whose dispatch costs ~1.5 ms a step; CNN
-  0.61-0.96 against 0.78-2.0); every other net (batch norm, VGG/ResNet) runs vmap over
+  0.56-0.80 against 0.78-1.13); every other net (batch norm, VGG/ResNet) runs vmap over
   `functional_call`, one code path for all of them.
 - `autograd.grad` on stacked leaves rather than `vmap(grad(...))`: 6.3 vs 9.9 ms per step (MLP),
   9.7 vs 9.4 (CNN), 17.3 vs 19.7 (CNN with BN).
