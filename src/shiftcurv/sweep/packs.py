@@ -82,6 +82,8 @@ def assign(config: dict, root: str = ".") -> tuple[dict[Cell, str], bool]:
     formed (then `save_index` records them). Empty when `pack` <= 1 and nothing was packed."""
     index = load_index(root)
     k = pack_size(config)
+    if k <= 1 and not index:
+        return {}, False  # never packed: nothing to look up
     out: dict[Cell, str] = {}
     new: dict[tuple, list[Cell]] = defaultdict(list)
     for c in cells(config):
