@@ -325,3 +325,43 @@ def test_synthetic_basin_by_quadrature_mean_bias_and_eq4():
     taylor = abs(eq4(b_mean) - exact)  # Eq. 4's own error on this non-quadratic loss
     assert abs(est["prediction_no_first_order"] - exact) < \
         3 * est["prediction_no_first_order_se"] + taylor
+
+
+def test_batch_norm_chain_keeps_sgds_statistics_for_the_measures(teacher):
+    """A BN network: the chain trains in train mode (its own running statistics move), while
+    every loss and HVP of the measurement uses SGD's statistics, as everywhere else."""
+    from conftest import tiny_mlp
+
+    from shiftcurv.eq4.cell import Eq4Cell
+    from shiftcurv.landscape.objective import Objective
+
+    model = tiny_mlp(teacher, batch_norm=True)
+    x, y = teacher.tensors("train", dtype=torch.float32)
+    xt, yt = teacher.tensors("test", dtype=torch.float32)
+    with torch.no_grad():  # SGD-like running statistics to keep
+        model.train()
+        model(x)
+    model.eval()
+    sgd_buffers = {k: v.clone() for k, v in model.named_buffers()}
+    test = Objective(model, xt, yt, dtype=torch.float64)
+    train = Objective(model, x, y, l2=1e-4, dtype=torch.float64)
+    theta = test.theta_of()
+    chain_model = tiny_mlp(teacher, batch_norm=True)
+    chain_model.load_state_dict(model.state_dict())
+    chain = NetworkChain(chain_model, x, y, lr=0.05, batch_size=16, l2=1e-4, seed=0,
+                         sampler="rr", first_epoch=0)
+    cell = Eq4Cell(test, train, theta, theta, chain, 0.05, 1e-4)
+    settings = SamplingSettings(samples=8, batches=4, min_batches=2, pilot_epochs=4, thin=1)
+    acc = cell.accumulator(settings)
+    record = cell.record(acc, cell.sample(acc, settings), settings)
+    assert record["status"] in ("ok", "left_basin") and acc.n == 8
+    assert any(not torch.equal(v, sgd_buffers[k]) for k, v in chain_model.named_buffers()
+               if v.is_floating_point())  # the chain's own statistics moved
+    for obj in (test, train):  # the measurement's statistics are SGD's, bit for bit
+        for k, v in obj.buffers.items():
+            assert torch.equal(v.to(sgd_buffers[k].dtype), sgd_buffers[k]), k
+    U, _ = test.loss_and_accuracy(theta)
+    with torch.no_grad():
+        model.eval()
+        plain = torch.nn.functional.cross_entropy(model(xt), yt).item()
+    assert U == pytest.approx(plain, rel=1e-5)
