@@ -256,6 +256,7 @@ def test_adding_seeds_to_a_packed_sweep_retrains_no_finished_cell(tmp_path):
     tiny(tmp_path, pack=4, seeds=[0, 1, 2])  # a seed added
     plan = snakemake(work, "-n").stdout
     assert "train_pack        1" in plan and "train             2" in plan  # the new cells only
+    assert json.loads((work / packs.INDEX).read_text()) == index  # a dry run records nothing
     snakemake(work)
     assert {d: (d / "train.json").stat().st_mtime_ns for d in runs} == first  # not re-dated
     index = json.loads((work / packs.INDEX).read_text())

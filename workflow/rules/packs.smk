@@ -4,6 +4,8 @@
 # over (`shiftcurv train` renames them into place). A cell's pack is recorded once, in
 # results/packs/index.json, by the process that plans the run, so adding cells forms new packs
 # and never touches a finished one. With `pack: 1` (the default) `train` is the plain rule.
+import sys
+
 from shiftcurv.sweep import packs  # noqa: E402  (light: no torch)
 
 
