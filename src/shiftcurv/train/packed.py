@@ -31,9 +31,7 @@ Time: `history["seconds"]` and `wall_seconds` of a cell are its share of the pac
 from __future__ import annotations
 
 import math
-import tempfile
 import time
-import warnings
 
 import pytorch_lightning as pl
 import torch
@@ -43,9 +41,8 @@ from shiftcurv.train.packed_model import StackedCells
 from shiftcurv.train.sgd import (
     TrainSettings,
     TrainState,
-    accelerator_of,
-    cluster_environment,
     epoch_permutation,
+    epoch_trainer,
     quiet_lightning,
 )
 
@@ -220,17 +217,7 @@ def fit_packed(models: list[torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
         for k in module.running():
             states[k].interrupted = stop.signal  # before any work: the disk is the resume point
     elif remaining > 0:
-        root = tempfile.TemporaryDirectory(prefix="shiftcurv-lightning-")
-        trainer = pl.Trainer(
-            max_epochs=remaining, accelerator=accelerator_of(settings[0].device), devices=1,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-            use_distributed_sampler=False, deterministic=False, plugins=[cluster_environment()],
-            default_root_dir=root.name)
-        with root, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
-            warnings.filterwarnings("ignore", message=".*`srun` command is available")
-            warnings.filterwarnings("ignore", message=".*configure_optimizers` returned `None`")
+        with epoch_trainer(remaining, settings[0].device) as trainer:
             try:
                 trainer.fit(module, train_dataloaders=[0])
             except SIGTERMException:

@@ -24,6 +24,7 @@ so the caller can exit non-zero and a rerun resumes bit-identically. Lightning's
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -249,6 +250,31 @@ def cluster_environment():
     return LightningEnvironment()
 
 
+@contextlib.contextmanager
+def epoch_trainer(epochs: int, device: str):
+    """The Trainer of both harnesses (this one and `shiftcurv.train.packed`): `epochs` Lightning
+    epochs of one dummy batch each, none of Lightning's own logging, checkpoints or progress,
+    and the warnings it prints on every run silenced."""
+    # an empty root dir: under SLURM, Lightning would otherwise resume from any
+    # `hpc_ckpt_*.ckpt` in the working directory (a pickle, and not our state)
+    root = tempfile.TemporaryDirectory(prefix="shiftcurv-lightning-")
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator=accelerator_of(device), devices=1,
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        use_distributed_sampler=False, deterministic=False, plugins=[cluster_environment()],
+        default_root_dir=root.name)
+    with root, warnings.catch_warnings():
+        # Lightning 2.6 on torch 2.13: a FutureWarning about torch's LeafSpec, per run
+        warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+        # Lightning probes SLURM for its own hpc_ckpt resume and warns when `srun` exists
+        # but is unused: one device per job needs no srun, and we resume ourselves
+        warnings.filterwarnings("ignore", message=".*`srun` command is available")
+        # the packed module steps its stacked weights itself (no torch optimizer)
+        warnings.filterwarnings("ignore", message=".*configure_optimizers` returned `None`")
+        yield trainer
+
+
 def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: TrainSettings,
         state: TrainState | None = None, checkpoint=None, progress=None,
         stop=None, eval_data=None) -> TrainState:
@@ -266,22 +292,8 @@ def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, settings: Trai
         state.interrupted = stop.signal  # before any work: what is on disk stays the resume point
     elif remaining > 0 and state.status == "running":
         module = SGDModule(model, x, y, settings, state, checkpoint, progress, stop, eval_data)
-        # an empty root dir: under SLURM, Lightning would otherwise resume from any
-        # `hpc_ckpt_*.ckpt` in the working directory (a pickle, and not our state)
-        root = tempfile.TemporaryDirectory(prefix="shiftcurv-lightning-")
-        trainer = pl.Trainer(
-            max_epochs=remaining, accelerator=accelerator_of(settings.device), devices=1,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-            use_distributed_sampler=False, deterministic=False, plugins=[cluster_environment()],
-            default_root_dir=root.name)
         # one dummy item per epoch: the module draws its own batches (see module docstring)
-        with root, warnings.catch_warnings():
-            # Lightning 2.6 on torch 2.13: a FutureWarning about torch's LeafSpec, per run
-            warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
-            # Lightning probes SLURM for its own hpc_ckpt resume and warns when `srun` exists
-            # but is unused: one device per job needs no srun, and we resume ourselves
-            warnings.filterwarnings("ignore", message=".*`srun` command is available")
+        with epoch_trainer(remaining, settings.device) as trainer:
             try:
                 trainer.fit(module, train_dataloaders=[0])
             except SIGTERMException:
