@@ -11,11 +11,19 @@
 #
 # Exit status 77: cannot run here (not root, no apt and no SLURM installed, a foreign slurm.conf);
 # the last line of stderr says why (the test skips with it). Environment: PARTITION (default
-# debug), STATE (default /tmp/shiftcurv-slurm: the list of PIDs started, logs).
+# debug), STATE (default /tmp/shiftcurv-slurm: logs), HOLDER (default: the caller's PID).
+#
+# Several test runs on one machine share the cluster: each `start` takes a lease (a file named
+# after HOLDER in /run/shiftcurv-slurm/leases) and `stop` gives it back; only the last holder
+# stops the daemons, whoever started them (a run that stopped them under another's running jobs
+# left that run's job steps hanging on a dead controller).
 set -euo pipefail
 PARTITION="${PARTITION:-debug}"
 STATE="${STATE:-${TMPDIR:-/tmp}/shiftcurv-slurm}"
-OWNED="$STATE/started.pids"          # "<pid> <name>" for each daemon this script started
+SHARED=/run/shiftcurv-slurm
+OWNED="$SHARED/started.pids"         # "<pid> <name>" for each daemon this script started
+LEASES="$SHARED/leases"
+HOLDER="${HOLDER:-$PPID}"
 MARK="# written by shiftcurv tests/slurm/start-slurm.sh"
 T0=$(date +%s)
 log() { echo "[start-slurm +$(( $(date +%s) - T0 ))s] $*" >&2; }
@@ -39,6 +47,14 @@ launch() {  # launch <pidfile> <name> <cmd...>: start a daemon, record its PID a
 }
 
 stop() {
+  rm -f "$LEASES/$HOLDER"
+  local others=""
+  for lease in "$LEASES"/*; do   # a holder that is gone holds nothing
+    [ -e "$lease" ] || continue
+    if kill -0 "$(basename "$lease")" 2>/dev/null; then others="$others $(basename "$lease")"
+    else rm -f "$lease"; fi
+  done
+  [ -z "$others" ] || { log "still used by pid(s)$others: leaving SLURM running"; return 0; }
   [ -s "$OWNED" ] || { log "nothing to stop (no daemons started by this script)"; return 0; }
   # reverse start order: slurmd, slurmctld, munged
   tac "$OWNED" | while read -r pid name; do
@@ -56,13 +72,15 @@ stop() {
 
 case "${1:-start}" in
   stop) stop; exit 0 ;;
-  status) sinfo 2>/dev/null || true; cat "$OWNED" 2>/dev/null || echo "(no daemons owned)"; exit 0 ;;
+  status) sinfo 2>/dev/null || true; cat "$OWNED" 2>/dev/null || echo "(no daemons owned)"
+          echo "leases: $(ls "$LEASES" 2>/dev/null | tr '\n' ' ')"; exit 0 ;;
   start) ;;
   *) echo "usage: $0 [start|stop|status]" >&2; exit 2 ;;
 esac
 
 [ "$(id -u)" = 0 ] || cannot "needs root (installs packages, starts munged/slurmctld/slurmd)"
-mkdir -p "$STATE"
+mkdir -p "$STATE" "$LEASES"
+touch "$LEASES/$HOLDER"   # before anything can fail: the caller's `stop` gives it back
 
 # ------------------------------------------------------------------ 1. packages
 export DEBIAN_FRONTEND=noninteractive
