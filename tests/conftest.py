@@ -1,4 +1,5 @@
 import atexit
+import json
 import os
 import re
 import shutil
@@ -70,6 +71,19 @@ def no_slurm_probe_dir() -> str:
     d = Path(tempfile.mkdtemp(prefix="shiftcurv-path-"))
     atexit.register(shutil.rmtree, d, ignore_errors=True)
     return str(d)
+
+
+@pytest.fixture(scope="session")
+def teacher_2048_file(tmp_path_factory):
+    """A Gaussian-teacher dataset file (2048 train / 128 test) made by `shiftcurv prepare-data`,
+    for the tests that train through the CLI."""
+    from shiftcurv.cli import main
+
+    path = tmp_path_factory.mktemp("data") / "teacher.npz"
+    assert main(["prepare-data", "--settings", json.dumps(
+        {"name": "gaussian-teacher", "options": {"n_train": 2048, "n_test": 128}}),
+        "--out", str(path)]) == 0
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -131,12 +131,8 @@ def argv(data, out):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "teacher.npz"
-    assert main(["prepare-data", "--settings", json.dumps(
-        {"name": "gaussian-teacher", "options": {"n_train": 2048, "n_test": 128}}),
-        "--out", str(path)]) == 0
-    return path
+def data(teacher_2048_file):
+    return teacher_2048_file
 
 
 @pytest.fixture(scope="module")
