@@ -58,15 +58,10 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from shiftcurv.train.signals import EXIT_INTERRUPTED, Abandoned, stop_on_signals
+    from shiftcurv.train.signals import run_until_stopped
 
-    with stop_on_signals() as stop:
-        try:
-            return sample(args, stop)
-        except Abandoned as e:
-            print(f"shiftcurv sample: interrupted ({e}); the last finished batch's checkpoint "
-                  f"is kept; rerun to resume", file=sys.stderr, flush=True)
-            return EXIT_INTERRUPTED
+    return run_until_stopped(lambda stop: sample(args, stop), "sample",
+                             lambda: "the last finished batch's checkpoint is kept")
 
 
 def sampling_settings(s: dict):

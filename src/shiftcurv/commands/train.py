@@ -144,20 +144,17 @@ def adopt_staged(args) -> bool:
 
 
 def run(args) -> int:
-    from shiftcurv.train.signals import EXIT_INTERRUPTED, Abandoned, stop_on_signals
+    from shiftcurv.train.signals import run_until_stopped
 
     if adopt_staged(args):
         return 0
+
+    def kept() -> str:
+        ckpt = Path(args.checkpoint or args.out_weights + ".ckpt")
+        return f"checkpoint {ckpt} kept" if ckpt.exists() else "no checkpoint yet"
+
     # installed first, so that Lightning's SIGTERM handler (set in Trainer.fit) chains ours
-    with stop_on_signals() as stop:
-        try:
-            return train(args, stop)
-        except Abandoned as e:
-            ckpt = Path(args.checkpoint or args.out_weights + ".ckpt")
-            where = f"checkpoint {ckpt} kept" if ckpt.exists() else "no checkpoint yet"
-            print(f"shiftcurv train: interrupted ({e}); {where}; rerun to resume",
-                  file=sys.stderr, flush=True)
-            return EXIT_INTERRUPTED
+    return run_until_stopped(lambda stop: train(args, stop), "train", kept)
 
 
 def file_sha256(path: str) -> str:

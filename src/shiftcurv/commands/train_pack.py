@@ -85,15 +85,10 @@ def one_value(cells: list[dict], key: str):
 
 
 def run(args) -> int:
-    from shiftcurv.train.signals import EXIT_INTERRUPTED, Abandoned, stop_on_signals
+    from shiftcurv.train.signals import run_until_stopped
 
-    with stop_on_signals() as stop:
-        try:
-            return train_pack(args, stop)
-        except Abandoned as e:
-            print(f"shiftcurv train-pack: interrupted ({e}); the checkpoints on disk stay the "
-                  f"resume points; rerun to resume", file=sys.stderr, flush=True)
-            return EXIT_INTERRUPTED
+    return run_until_stopped(lambda stop: train_pack(args, stop), "train-pack",
+                             lambda: "the checkpoints on disk stay the resume points")
 
 
 def already_done(cell: dict, key: str) -> bool:

@@ -96,6 +96,7 @@ class Eq4Accumulator:
     def __init__(self, theta_test: torch.Tensor, theta_tr: torch.Tensor, hvp_test: Matvec,
                  hvp_local: Matvec, n_batches: int, per_batch: int):
         self.theta_test, self.theta_tr = theta_test.detach().clone(), theta_tr.detach().clone()
+        self.s = self.theta_test - self.theta_tr  # the shift; e_i = d_i + s
         self.hvp_test, self.hvp_local = hvp_test, hvp_local
         self.n_batches, self.per_batch = int(n_batches), int(per_batch)
         self.S = torch.zeros(self.n_batches, theta_test.numel(), dtype=theta_test.dtype,
@@ -122,7 +123,7 @@ class Eq4Accumulator:
             raise ValueError("Eq4Accumulator is full")
         m = self.n // self.per_batch
         d = theta.detach().to(self.theta_test) - self.theta_test
-        e = d + (self.theta_test - self.theta_tr)
+        e = d + self.s
         self.S[m] += d
         self.counts[m] += 1
         self.sums["q"][m] += 0.5 * float(d.dot(self.hvp_test(d)))
@@ -190,7 +191,7 @@ class Eq4Estimator:
         self.acc, self.m, self.lr = acc, m, float(lr)
         self.U_k, self.U_tr_pt = float(U_test_k), float(U_test_tr)
         S = acc.S[:m]
-        s = acc.theta_test - acc.theta_tr
+        s = acc.s
         Cs, Hs = acc.hvp_test(s), acc.hvp_local(s)
         CS = torch.stack([acc.hvp_test(S[j]) for j in range(m)])
         HS = torch.stack([acc.hvp_local(S[j]) for j in range(m)])

@@ -178,13 +178,7 @@ class PackedSGDModule(pl.LightningModule):
     def end_epoch(self, k: int, mean_loss: float, acc: float, seconds: float,
                   finite: bool) -> None:
         s, st = self.settings[k], self.states[k]
-        st.epoch += 1
-        st.wall_seconds += seconds
-        h = st.history
-        h["epoch"].append(st.epoch)
-        h["loss"].append(mean_loss)
-        h["accuracy"].append(acc)
-        h["seconds"].append(seconds)
+        st.log_epoch(mean_loss, acc, seconds)
         if not (finite and math.isfinite(mean_loss)):
             st.status = "diverged"
             self.progress(f"cell {k} (seed {s.seed}, T={s.temperature:g}, lr={s.lr:g}): loss is "

@@ -89,6 +89,14 @@ class TrainState:
     interrupted: str | None = None  # the stop signal that ended this fit early (not saved)
     momentum_buffers: list | None = None  # SGD momentum state, one tensor per parameter
 
+    def log_epoch(self, loss: float, accuracy: float, seconds: float) -> None:
+        """One more epoch done: its mean minibatch loss, accuracy and seconds in the history."""
+        self.epoch += 1
+        self.wall_seconds += seconds
+        for key, value in (("epoch", self.epoch), ("loss", loss), ("accuracy", accuracy),
+                           ("seconds", seconds)):
+            self.history[key].append(value)
+
 
 EVAL_CHUNK = 2048  # samples per forward pass in `evaluate`
 
@@ -184,13 +192,8 @@ class SGDModule(pl.LightningModule):
         mean_loss = float(loss_sum) / n_steps
         acc = int(correct) / (n_steps * s.batch_size)
         dt = time.perf_counter() - t0
-        st.epoch = epoch + 1
-        st.wall_seconds += dt
+        st.log_epoch(mean_loss, acc, dt)
         h = st.history
-        h["epoch"].append(st.epoch)
-        h["loss"].append(mean_loss)
-        h["accuracy"].append(acc)
-        h["seconds"].append(dt)
         if s.eval_every > 0 and self.eval_cpu is not None and (
                 st.epoch % s.eval_every == 0 or st.epoch >= s.epochs):
             h.setdefault("eval_epoch", []).append(st.epoch)

@@ -53,6 +53,21 @@ class StopRequest:
         self.signal = name
 
 
+def run_until_stopped(step, command: str, kept) -> int:
+    """`step(stop)` inside `stop_on_signals()`; on a second signal (`Abandoned`), one line
+    "shiftcurv <command>: interrupted (...); <kept()>; rerun to resume" and EXIT_INTERRUPTED.
+    `kept()` says what on disk the rerun resumes from (called only then)."""
+    import sys
+
+    with stop_on_signals() as stop:
+        try:
+            return step(stop)
+        except Abandoned as e:
+            print(f"shiftcurv {command}: interrupted ({e}); {kept()}; rerun to resume",
+                  file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+
+
 @contextlib.contextmanager
 def stop_on_signals(signals=SIGNALS):
     """Install flag-setting handlers for `signals` (main thread only; elsewhere a no-op flag),
