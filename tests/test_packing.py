@@ -194,7 +194,7 @@ def test_sigterm_checkpoints_every_cell_exits_75_and_the_rerun_resumes(tmp_path,
 
 # -- the workflow: `pack: K` -------------------------------------------------------------------
 def snakemake_cmd(workdir, *args):
-    """Snakemake on the tiny config's training outputs (the cells' train.json)."""
+    """Snakemake on the tiny config's cells (each cell's measure and Eq. 4 records)."""
     import yaml
 
     from shiftcurv import sweep as sw
@@ -202,7 +202,10 @@ def snakemake_cmd(workdir, *args):
 
     config = yaml.safe_load((workdir / "config.yaml").read_text())
     try:
-        targets = [f"{c.dir}/train.json" for c in sw.cells(validate(config))]
+        config = validate(config)
+        targets = [f"{c.dir}/{f}" for c in sw.cells(config) for f in (
+            sw.MEASURE_OUT, *(sw.EQ4_OUT.format(chain=ch) for ch in sw.eq4_chains(config)
+                              if c in sw.eq4_cells(config)))]
     except Exception:  # a bad config: Snakemake itself must refuse it
         targets = []
     repo = Path(__file__).resolve().parents[1]
@@ -223,31 +226,71 @@ def test_a_bad_pack_setting_is_refused_at_parse_time(tmp_path):
     assert out.returncode != 0 and "instance['pack']" in out.stdout + out.stderr
 
 
+EQ4_TINY = {"enabled": True, "samples": 8, "batches": 4, "min_batches": 4, "pilot_epochs": 5,
+            "max_epochs": 40}
+
+
 def test_adding_seeds_to_a_packed_sweep_retrains_no_finished_cell(tmp_path):
+    """A packed sweep: the pack trains its cells and runs their minima, measures and Eq. 4
+    chains; every cell job takes its staged result over (none computes); the results are the
+    ones the cells' own commands compute. Then a seed is added: new packs of the new cells
+    only, no finished cell redone or re-dated."""
+    from shiftcurv import sweep as sw
+    from shiftcurv.config import load_config
     from shiftcurv.sweep import packs
 
-    work = tiny(tmp_path, pack=4, seeds=[0, 1])
+    work = tiny(tmp_path, pack=4, seeds=[0, 1], eq4=EQ4_TINY)
     snakemake(work)
     runs = sorted((work / "results/runs").glob("*/*/*/*/*"))
     assert len(runs) == 4
-    first = {d: (d / "train.json").stat().st_mtime_ns for d in runs}
+    outputs = ["train.json", "min_train.json", "min_test.json", "measure.json", "eq4_rr.json"]
+    first = {d / f: (d / f).stat().st_mtime_ns for d in runs for f in outputs}
     records = [json.loads((d / "train.json").read_text()) for d in runs]
     assert {r["pack"]["size"] for r in records} == {4} and {r["status"] for r in records} == {"ok"}
-    assert not list(work.glob("results/runs/**/*.packed.*"))  # staged files taken over
-    index = json.loads((work / packs.INDEX).read_text())
-    assert len(set(index.values())) == 1  # one pack of 4
+    assert not list(work.glob("results/runs/**/*.packed*"))  # every staged result taken over
+    for d in runs:  # each job adopted its step (none recomputed it)
+        for log in ("train", "min_train", "min_test", "measure", "sample_rr"):
+            assert "adopted the pack's" in (d / f"logs/{log}.log").read_text(), (d, log)
+    pack = json.loads(next(work.glob("results/packs/*/*/*/pack~??????????.json")).read_text())
+    assert [sorted(c["steps"]) for c in pack["cells"]] == [
+        ["measure", "min_test", "min_train", "sample_rr"]] * 4
+    assert {st["rc"] for c in pack["cells"] for st in c["steps"].values()} == {0}
+    # a cell's steps by its own commands, here: the same numbers as the pack's
+    config = load_config(work / "config.yaml")
+    cell = sw.cells(config)[3]
+    for step in packs.cell_steps(config, cell)[2:]:  # measure and the chain
+        out = step["argv"].index("--out") + 1
+        mine = tmp_path / f"mine_{step['name']}.json"
+        argv = [*step["argv"][:out], str(mine), *step["argv"][out + 1:]]
+        subprocess.run([sys.executable, "-m", "shiftcurv.cli", *argv], cwd=work, env=ENV,
+                       check=True, capture_output=True)
+        assert same_numbers(json.loads(mine.read_text()),
+                            json.loads((work / step["argv"][out]).read_text())), step["name"]
 
-    tiny(tmp_path, pack=4, seeds=[0, 1, 2])  # a seed added
+    tiny(tmp_path, pack=4, seeds=[0, 1, 2], eq4=EQ4_TINY)  # a seed added
+    index = json.loads((work / packs.INDEX).read_text())
     plan = snakemake(work, "-n").stdout
     assert "train_pack        1" in plan and "train             2" in plan  # the new cells only
     assert json.loads((work / packs.INDEX).read_text()) == index  # a dry run records nothing
     snakemake(work)
-    assert {d: (d / "train.json").stat().st_mtime_ns for d in runs} == first  # not re-dated
+    assert {p: p.stat().st_mtime_ns for p in first} == first  # nothing redone or re-dated
     index = json.loads((work / packs.INDEX).read_text())
     assert len(index) == 6 and len(set(index.values())) == 2
     seed2 = [json.loads(p.read_text()) for p in work.glob("results/runs/*/*/*/*/seed~2/train.json")]
     assert len(seed2) == 2 and {r["pack"]["size"] for r in seed2} == {2}
     assert "Nothing to be done" in snakemake(work, "-n").stdout
+
+
+def same_numbers(a, b) -> bool:
+    """Two records equal but for wall times, paths and provenance."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        skip = lambda k: "seconds" in k or k in ("provenance", "time")  # noqa: E731
+        keys = {k for k in a if not skip(k)}
+        return keys == {k for k in b if not skip(k)} and all(same_numbers(a[k], b[k])
+                                                             for k in keys)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_numbers(x, y) for x, y in zip(a, b, strict=True))
+    return a == b or (a != a and b != b)  # NaN equals NaN here
 
 
 # -- packs in the plan and the cost model (no torch, no Snakemake) --------------------------------
@@ -277,6 +320,9 @@ def test_packs_form_from_missing_cells_and_stick(tmp_path):
     assert new and len(added) == 2 and again[added[0]] not in assignment.values()
 
 
+CELL_STEPS = ("train", "min_train", "min_test", "measure")
+
+
 def test_the_plan_counts_packs_and_calibrates_on_finished_ones(tmp_path):
     from shiftcurv.sweep import cost, packs
 
@@ -287,15 +333,26 @@ def test_the_plan_counts_packs_and_calibrates_on_finished_ones(tmp_path):
     assignment, _ = packs.assign(config, str(tmp_path))
     members = packs.members(assignment, next(iter(assignment.values())))
     prior = cost.pack_seconds(p.model, config, members)
-    assert prior == sum(cost.predict_seconds(p.model, config, c, "train") for c in members)
-    # a finished pack of this (dataset, arch): 100 s for 1e6 sample-steps
+    assert prior == pytest.approx(sum(cost.predict_seconds(p.model, config, c, rule)
+                                      for c in members for rule in CELL_STEPS))
+    assert p.total.seconds == pytest.approx(sum(  # the packs' predictions, nothing twice
+        cost.pack_seconds(p.model, config, packs.members(assignment, r))
+        for r in set(assignment.values())))
+    # a finished pack of this (dataset, arch): 100 s of training for 1e6 sample-steps, and its
+    # cells' steps (min_train 2 s, min_test 3 s, measure 4 s; a failed one is no sample)
+    steps = {"min_train": {"rc": 0, "seconds": 2.0}, "min_test": {"rc": 0, "seconds": 3.0},
+             "measure": {"rc": 0, "seconds": 4.0}}
     record = tmp_path / "results/packs/gaussian-teacher/mlp/B~32/pack~0123456789.json"
     record.parent.mkdir(parents=True)
-    record.write_text(json.dumps({"cells": [{"work": 5e5}, {"work": 5e5}, {"skipped": True}]}))
-    record.with_suffix(".benchmark.tsv").write_text("s\th:m:s\n100.0\t0:01:40\n")
+    record.write_text(json.dumps({"cells": [
+        {"work": 5e5, "steps": steps}, {"work": 5e5, "steps": steps},
+        {"skipped": True, "steps": {"measure": {"rc": 2, "seconds": 0.5}}}]}))
+    record.with_suffix(".benchmark.tsv").write_text("s\th:m:s\n118.5\t0:01:58\n")
+    record.with_suffix(".cells.json").write_text("[]")  # the job's --cells: not a record
     model = cost.calibrate(config, str(tmp_path))
     work = sum(cost.train_work(config, c) for c in members)
-    assert cost.pack_seconds(model, config, members) == pytest.approx(100.0 * work / 1e6)
+    assert cost.pack_seconds(model, config, members) == pytest.approx(
+        100.0 * work / 1e6 + 9.0 * len(members))
 
 
 def test_a_pack_killed_mid_sweep_resumes_every_cell_bit_identically(tmp_path, capsys):
@@ -337,4 +394,4 @@ def test_a_pack_killed_mid_sweep_resumes_every_cell_bit_identically(tmp_path, ca
         a = load_file(str(work / c.dir / "theta_sgd.safetensors"))
         b = load_file(str(tmp_path / f"ref{k}.safetensors"))
         assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a), c.dir
-        assert not list((work / c.dir).glob("*.packed.*"))
+        assert not list((work / c.dir).glob("*.packed*"))

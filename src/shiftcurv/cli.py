@@ -4,6 +4,8 @@ Each subcommand lives in `shiftcurv/commands/<name>.py` and defines `HELP` (one 
 `add_arguments(parser)` and `run(args) -> int`. Modules are imported only when their command
 runs, so `shiftcurv --help` and light commands never pay for torch or Lightning.
 Errors meant for the user (ShiftcurvError) print as one line and exit with status 2.
+A step whose module names its file arguments (`INPUTS`, `OUTPUTS`) first takes over the result
+a pack job staged for that very command line, if there is one (shiftcurv.staging).
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if args.command is None else 2
     try:
+        if getattr(args._module, "OUTPUTS", None):
+            from shiftcurv import staging
+            from shiftcurv.commands._common import log
+
+            if staging.adopt(args, log):  # a pack ran this very step (docs/packing.md)
+                return 0
         return int(args._module.run(args) or 0)
     except ShiftcurvError as e:
         print(f"shiftcurv {args.command}: error: {e}", file=sys.stderr)

@@ -42,3 +42,11 @@ def pack_runtime(wildcards, attempt):
     doubled on each retry."""
     members = packs.members(PACK_OF, PACK.format(**wildcards) + ".json")
     return cost.pack_runtime_minutes(cost_model(), config, members, attempt)
+
+
+def write_pack_spec(record, cells):
+    """`cells` (JSON text) to <pack>.cells.json, the pack job's --cells @FILE."""
+    spec = record[: -len(".json")] + ".cells.json"
+    with open(spec, "w") as f:
+        f.write(cells)
+    return spec

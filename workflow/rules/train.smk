@@ -50,6 +50,11 @@ rule train_pack:
         runtime=pack_runtime,
     params:
         cells=lambda wildcards: sw.as_json(pack_members(wildcards)),
-    shell:
-        "exec shiftcurv train-pack --data {input.data} --cells {params.cells:q}"
-        " --out-record {output.record} --threads {threads} > {log} 2>&1"
+    run:
+        # the cells and their later steps (docs/packing.md) go through a file: ~3.5 kB a cell,
+        # over the 128 kB a single shell word may hold at K = 128
+        spec = write_pack_spec(output.record, params.cells)
+        shell(
+            "exec shiftcurv train-pack --data {input.data} --cells @{spec}"
+            " --out-record {output.record} --threads {threads} > {log} 2>&1"
+        )

@@ -33,6 +33,9 @@ from shiftcurv.commands._common import (
 )
 
 HELP = "find the train or test minimum from the SGD solution (gradient flow)"
+# file arguments (argparse dests), for a pack's staged run of this step (shiftcurv.staging)
+INPUTS = ("data", "init", "init_record")
+OUTPUTS = ("out_weights", "out_record")
 FLOW_OPTIONS = ("tau_max", "gtol", "step_ratio", "order", "max_steps")
 PAPER_OPTIONS = ("lr", "batch_size", "max_epochs", "tau_max", "gtol")
 # a minimum is converged when the flow reached τ_max (or ‖∇U_α‖ ≤ gtol); one stopped by the step

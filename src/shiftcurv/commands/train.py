@@ -122,7 +122,8 @@ def adopt_staged(args) -> bool:
     cell's outputs under their staging names for these very settings: rename them into place
     (no torch imported). Otherwise False, and the cell is trained here."""
     from shiftcurv.io import read_json
-    from shiftcurv.sweep.packs import KEY_PREFIX, staged
+    from shiftcurv.staging import staged
+    from shiftcurv.sweep.packs import KEY_PREFIX
 
     weights, record = Path(args.out_weights), Path(args.out_record)
     staged_w = weights.with_name(staged(weights.name))

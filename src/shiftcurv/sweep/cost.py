@@ -24,12 +24,15 @@ A cell's four jobs run as one SLURM job (`group: "cell"`), which holds 1 GPU (wh
 GPU-hours = Σ seconds / 3600, CPU-hours = Σ seconds × threads / 3600. With
 `--group-components cell=K`, K cells share one submission (run one after the other).
 
-Packs (`pack: K`, shiftcurv.sweep.packs): a pack job trains its members' SGD at once; its
-wall time is fitted per (dataset, arch) as overhead + rate × the members' summed work, from the
-pack records and benchmark files that finished packs left (`pack~*.json`, `.benchmark.tsv`),
-and without one it is the members' unpacked predictions added up (an upper bound). A packed
-cell's own `train` job only takes the staged files over: its benchmark is not a training time
-and is left out of the train fit. Each pack is one more submission (group "pack").
+Packs (`pack: K`, shiftcurv.sweep.packs): a pack job trains its members' SGD at once, then
+runs their later steps (minima, measures, Eq. 4 chains) one after the other in its process. Its
+training time is fitted per (dataset, arch) as overhead + rate × the members' summed work, from
+the pack records and benchmark files that finished packs left (`pack~*.json`, `.benchmark.tsv`,
+the steps' seconds taken off), and without one it is the members' unpacked predictions added
+up (an upper bound); its steps are the members' predicted step times. A packed cell's own jobs
+only take the staged files over: their benchmarks are no compute times and are left out of the
+fits, and the steps' seconds in the pack records stand in for them. Each pack is one more
+submission (group "pack").
 
 Fig. 5 runs (not in the cost model: their epochs are fixed, their wall time is `fig5.runtime`)
 are one group per stage, `fig5_stage1`, `fig5_stage2` and `fig5_shift`; profiles/slurm packs
@@ -145,8 +148,9 @@ def _packed(cell_dir: str) -> bool:
 
 def pack_samples(config: dict, root: str = ".") -> dict[tuple[str, str, str],
                                                         list[tuple[float, float]]]:
-    """(summed sample-steps of the cells it trained, wall seconds) of every finished pack job
-    of this config's (dataset, arch) pairs, keyed (dataset, arch, PACK_RULE)."""
+    """(summed sample-steps of the cells it trained, wall seconds of its training) of every
+    finished pack job of this config's (dataset, arch) pairs, keyed (dataset, arch, PACK_RULE);
+    and (0, seconds) of each later step it ran, keyed by the step's rule."""
     out: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for dataset in config["datasets"]:
         for arch in config["archs"]:
@@ -157,30 +161,53 @@ def pack_samples(config: dict, root: str = ".") -> dict[tuple[str, str, str],
                 continue
             for b in batch_dirs:
                 for name in sorted(os.listdir(os.path.join(d, b))):
-                    if not (name.startswith("pack~") and name.endswith(".json")):
+                    if not packs.RECORD_NAME.fullmatch(name):
                         continue
                     path = os.path.join(d, b, name)
                     seconds = read_benchmark(path[:-len(".json")] + ".benchmark.tsv")
                     try:
                         with open(path) as f:
-                            work = sum(float(c.get("work", 0.0)) for c in json.load(f)["cells"])
-                    except (OSError, ValueError, KeyError, TypeError):
+                            cells = json.load(f)["cells"]
+                        work = sum(float(c.get("work", 0.0)) for c in cells)
+                        steps = [(step_rule(name), float(st["seconds"]), st["rc"] == 0)
+                                 for c in cells for name, st in c.get("steps", {}).items()]
+                    except (OSError, ValueError, KeyError, TypeError, AttributeError):
                         continue
+                    for rule, step_seconds, ok in steps:
+                        if ok:  # a failed step's time says nothing of the step's cost
+                            out.setdefault((dataset, arch, rule), []).append((0.0, step_seconds))
                     if seconds is not None and work > 0:
+                        seconds = max(0.0, seconds - sum(t for _, t, _ in steps))
                         out.setdefault((dataset, arch, PACK_RULE), []).append((work, seconds))
     return out
 
 
+def step_rule(name: str) -> str:
+    """The rule of a pack's step name: min_train, min_test, measure; sample_<chain> -> sample."""
+    return EQ4_RULE if name.startswith(EQ4_RULE + "_") else name
+
+
+def pack_steps_seconds(model: CostModel, config: dict, members: list[sw.Cell]) -> float:
+    """The members' later steps, run in the pack after training (their predicted times)."""
+    sampled = set(sw.eq4_cells(config))
+    chains = len(sw.eq4_chains(config))
+    return sum(predict_seconds(model, config, c, rule)
+               for c in members for rule in CELL_RULES[1:]) + sum(
+        chains * predict_seconds(model, config, c, EQ4_RULE) for c in members if c in sampled)
+
+
 def pack_seconds(model: CostModel, config: dict, members: list[sw.Cell],
                  _cache: dict | None = None) -> float:
-    """A pack job's predicted wall time: the fit of finished packs of its (dataset, arch) on the
-    members' summed work, else their unpacked train predictions added up."""
+    """A pack job's predicted wall time: its training (the fit of finished packs of its
+    (dataset, arch) on the members' summed work, else their unpacked train predictions added
+    up) and the members' later steps."""
     if not members:
         return 0.0
     f = model.fits.get((members[0].dataset, members[0].arch, PACK_RULE))
+    steps = pack_steps_seconds(model, config, members)
     if f is not None:
-        return f.seconds(sum(train_work(config, c, _cache) for c in members))
-    return sum(predict_seconds(model, config, c, "train", _cache) for c in members)
+        return f.seconds(sum(train_work(config, c, _cache) for c in members)) + steps
+    return sum(predict_seconds(model, config, c, "train", _cache) for c in members) + steps
 
 
 def pack_runtime_minutes(model: CostModel, config: dict, members: list[sw.Cell],
@@ -296,6 +323,8 @@ def calibrate(config: dict, root: str = ".",
             cells = [cells[int(i * step)] for i in range(MAX_SAMPLES)]
         for cell in cells:
             d = os.path.join(root, cell.dir)
+            if packs.STAGED["record"] in state[cell] or _packed(d):
+                continue  # its jobs took a pack's results over: the pack records say the time
             if rule == EQ4_RULE:  # one job per sampler: each a sample of the per-job mean
                 for name in eq4_benchmarks(state[cell]):
                     seconds = read_benchmark(os.path.join(d, "benchmarks", name))
@@ -307,14 +336,13 @@ def calibrate(config: dict, root: str = ".",
                 continue
             work = 0.0
             if rule == "train":
-                if packs.STAGED["record"] in state[cell] or _packed(d):
-                    continue
                 work = _record_work(os.path.join(d, RECORD["train"]))
                 if work is None:
                     work = train_work(config, cell)
             samples.setdefault(key, []).append((work, seconds))
 
-    samples.update(pack_samples(config, root))
+    for key, s in pack_samples(config, root).items():
+        samples.setdefault(key, []).extend(s)
     fits: dict[tuple[str, str, str], Fit] = {}
     model = CostModel(fits)
     for key, s in samples.items():
@@ -444,12 +472,13 @@ def plan(config: dict, root: str = ".", group_components: int = 1,
             row.done += 1
             continue
         row.remaining += 1
+        in_pack = "train" in todo and cell in packed  # its pack job does it all: counted below
+        if in_pack:
+            pack_left.setdefault(packed[cell], []).append(cell)
         for rule in todo:
             row.jobs[rule] += 1
-            if rule == "train" and cell in packed:  # trained by its pack job, counted below
-                pack_left.setdefault(packed[cell], []).append(cell)
-                continue
-            row.seconds += predict_seconds(model, config, cell, rule, cache)
+            if not in_pack:
+                row.seconds += predict_seconds(model, config, cell, rule, cache)
     for members in pack_left.values():
         rows[(members[0].dataset, members[0].arch)].seconds += pack_seconds(
             model, config, members, cache)

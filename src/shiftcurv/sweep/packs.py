@@ -25,27 +25,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 
-from shiftcurv.sweep.cells import RESULTS, TRAIN_OUT, Cell, cells
+from shiftcurv.staging import staged
+from shiftcurv.sweep.cells import (
+    DATA_FILE,
+    EQ4_OUT,
+    MEASURE_OUT,
+    MIN_OUT,
+    RESULTS,
+    TRAIN_OUT,
+    Cell,
+    cells,
+)
 
 INDEX = f"{RESULTS}/packs/index.json"
+RECORD_NAME = re.compile(r"pack~[0-9a-f]{10}\.json")  # beside it: .log, .benchmark.tsv, .cells.json
 MAX_PACK = 128  # cells per pack job: its --cells argument stays under Linux's 128 KiB per word
 PACKED_CKPT = "theta_sgd.packed.ckpt"
 # a packed run's resume key is "packed:" + its settings' key: the unpacked trainer never resumes
 # a pack's checkpoint (their kernels may differ in the last bits), nor adopts other settings'
 KEY_PREFIX = "packed:"
-
-
-def staged(name: str) -> str:
-    """The staging name of a cell output: theta_sgd.safetensors -> theta_sgd.packed.safetensors.
-
-    >>> staged("train.json")
-    'train.packed.json'
-    """
-    stem, dot, ext = name.rpartition(".")
-    return f"{stem}.packed.{ext}" if dot else f"{name}.packed"
 
 
 STAGED = {k: staged(v) for k, v in TRAIN_OUT.items()}
@@ -116,12 +118,50 @@ def members(assignment: dict[Cell, str], record: str) -> list[Cell]:
 
 def cells_argument(config: dict, assignment: dict[Cell, str], record: str) -> list[dict]:
     """The pack job's `shiftcurv train-pack --cells`: each member's settings, staging outputs,
-    checkpoint, and its final outputs (a member that has them is skipped)."""
+    checkpoint, its final outputs (a member that has them is skipped) and its later steps."""
     from shiftcurv.sweep.settings import train_settings
 
     return [{"settings": train_settings(config, c),
              "out_weights": f"{c.dir}/{STAGED['weights']}",
              "out_record": f"{c.dir}/{STAGED['record']}",
              "checkpoint": f"{c.dir}/{PACKED_CKPT}",
-             "done_if": [f"{c.dir}/{f}" for f in TRAIN_OUT.values()]}
+             "done_if": [f"{c.dir}/{f}" for f in TRAIN_OUT.values()],
+             "steps": cell_steps(config, c)}
             for c in members(assignment, record)]
+
+
+def cell_steps(config: dict, cell: Cell) -> list[dict]:
+    """A cell's steps after training, as the command lines of its own jobs (the rules
+    min_train, min_test, measure and sample in workflow/rules/): the pack runs them in its
+    process, staged, and each job takes its result over when its command line is this one
+    (shiftcurv.staging; tests/test_packing.py checks that every job of a packed sweep does)."""
+    from shiftcurv.sweep.settings import (
+        as_json,
+        eq4_cells,
+        eq4_chains,
+        eq4_settings,
+        measure_settings,
+        minimize_settings,
+    )
+
+    d = cell.dir
+    data = DATA_FILE.format(dataset=cell.dataset)
+    sgd = {k: f"{d}/{v}" for k, v in TRAIN_OUT.items()}
+    mins = {split: {k: f"{d}/{v}" for k, v in out.items()} for split, out in MIN_OUT.items()}
+    steps = [{"name": f"min_{split}", "argv": [
+        "minimize", "--data", data, "--init", sgd["weights"], "--init-record", sgd["record"],
+        "--settings", as_json(minimize_settings(config, cell, split=split)),
+        "--out-weights", mins[split]["weights"], "--out-record", mins[split]["record"]]}
+        for split in ("train", "test")]
+    after = ["--data", data, "--theta-sgd", sgd["weights"], "--theta-train",
+             mins["train"]["weights"], "--theta-test", mins["test"]["weights"],
+             "--train-record", sgd["record"], "--min-records", mins["train"]["record"],
+             mins["test"]["record"]]
+    steps.append({"name": "measure", "argv": [
+        "measure", *after, "--settings", as_json(measure_settings(config, cell)),
+        "--out", f"{d}/{MEASURE_OUT}"]})
+    if cell in set(eq4_cells(config)):
+        steps += [{"name": f"sample_{chain}", "argv": [
+            "sample", *after, "--settings", as_json(eq4_settings(config, cell, chain)),
+            "--out", f"{d}/{EQ4_OUT.format(chain=chain)}"]} for chain in eq4_chains(config)]
+    return steps
