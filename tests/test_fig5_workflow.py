@@ -19,7 +19,7 @@ PAPER = REPO / "configs/paper-cifar10.yaml"
 @pytest.fixture(scope="module")
 def shift_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("shift")
-    write_config(work / "config.yaml", fig5={
+    write_config(work / "config.yaml", pack=3, fig5={
         "dataset": "mnist1d-small", "arch": "mlp-bn",
         "datasets": {"mnist1d-small": {"type": "mnist1d", "num_samples": 500}},  # 400 / 100
         "archs": {"mlp-bn": {"type": "mlp", "widths": [32], "batch_norm": True}},
@@ -57,6 +57,18 @@ def test_shift_targets_run_and_are_gathered(shift_run):
     assert not (shift_run / "results/sweep.nc").exists()
 
 
+def test_packed_shift_runs_ran_in_their_packs_and_each_job_adopted_its_run(shift_run):
+    """pack: 3: the 8 runs in packs of 3, 3 and 2 (`shiftcurv run-steps`, one process each);
+    each run's own job took the staged result over and computed nothing."""
+    records = sorted((shift_run / "results/packs/fig5").glob("*/*/shift/pack~??????????.json"))
+    steps = [json.loads(p.read_text())["steps"] for p in records]
+    assert sorted(len(s) for s in steps) == [2, 3, 3]
+    assert {st["rc"] for s in steps for st in s} == {0}
+    logs = list((shift_run / "results/fig5").glob("*/*/shift/*/seed~*/train.log"))
+    assert len(logs) == 8 and all("adopted the pack's" in p.read_text() for p in logs)
+    assert not list((shift_run / "results/fig5").glob("**/*.packed*"))
+
+
 def test_more_trials_schedule_only_the_new_runs(shift_run, tmp_path):
     config = yaml.safe_load((shift_run / "config.yaml").read_text())
     config["fig5"]["shift"]["trials"] = 3
@@ -65,6 +77,7 @@ def test_more_trials_schedule_only_the_new_runs(shift_run, tmp_path):
     jobs = {line.split()[0]: int(line.split()[1]) for line in out.stdout.splitlines()
             if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert jobs["fig5_shift"] == 1 + 1 + 2  # default, shuffled and two sample sizes of trial 2
+    assert jobs["fig5_pack"] == 2  # the 4 new runs in packs of 3: no finished run repacked
     assert jobs["fig5_gather"] == 1 and "fig5_stage1" not in jobs
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from shiftcurv import staging
 from shiftcurv.cli import main
-from shiftcurv.commands.train_pack import run_steps
+from shiftcurv.staging import run_steps
 from shiftcurv.train.signals import EXIT_INTERRUPTED, StopRequest
 
 MINIMIZE = {"arch": {"type": "mlp", "widths": [6]}, "split": "train", "l2": 1e-5,

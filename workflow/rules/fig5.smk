@@ -11,6 +11,7 @@
 rule fig5_stage1:
     input:
         data=DATA,
+        pack=fig5_pack_record_of(f5.STAGE1_DIR),
     output:
         weights=f"{f5.STAGE1_DIR}/{f5.WEIGHTS}",
         record=f"{f5.STAGE1_DIR}/{f5.RECORD}",
@@ -36,6 +37,7 @@ rule fig5_stage2:
     input:
         data=DATA,
         init=rules.fig5_stage1.output.weights,
+        pack=fig5_pack_record_of(f5.STAGE2_DIR),
     output:
         weights=f"{f5.STAGE2_DIR}/{f5.WEIGHTS}",
         record=f"{f5.STAGE2_DIR}/{f5.RECORD}",
@@ -60,6 +62,7 @@ rule fig5_stage2:
 rule fig5_shift:
     input:
         data=DATA,
+        pack=fig5_pack_record_of(f5.SHIFT_DIR),
     output:
         weights=f"{f5.SHIFT_DIR}/{f5.WEIGHTS}",
         record=f"{f5.SHIFT_DIR}/{f5.RECORD}",
@@ -79,6 +82,44 @@ rule fig5_shift:
         "exec shiftcurv train --data {input.data} --settings {params.settings:q}"
         " --out-weights {output.weights} --out-record {output.record} --threads {threads}"
         " > {log} 2>&1"
+
+
+# Fig. 5 runs packed (`pack: K`, shiftcurv.sweep.packs): the runs of a stage whose outputs are
+# missing when the DAG is built run K at a time, one after the other, in one process (they
+# cannot share a vectorized model: momentum, given inits, subsampled data), staged; each run's
+# own job above takes its result over (shiftcurv.staging). Imports and data: once per pack.
+rule fig5_pack:
+    input:
+        data=DATA,
+        init=fig5_pack_inputs,
+    output:
+        record=f"{FIG5_PACK}.json",
+    log:
+        f"{FIG5_PACK}.log",
+    benchmark:
+        f"{FIG5_PACK}.benchmark.tsv"
+    wildcard_constraints:
+        stage="stage1|stage2|shift",
+        pack=r"[0-9a-f]{10}",
+    group:
+        "pack"
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+        runtime=lambda wildcards, attempt: min(
+            24 * 60,
+            len(fig5_pack_steps(wildcards))
+            * config["fig5"]["runtime"][wildcards.stage]
+            * 2 ** (attempt - 1),
+        ),
+    params:
+        steps=lambda wildcards: sw.as_json(fig5_pack_steps(wildcards)),
+    run:
+        spec = write_pack_spec(output.record, params.steps)
+        shell(
+            "exec shiftcurv run-steps --steps @{spec} --out-record {output.record}"
+            " --threads {threads} > {log} 2>&1"
+        )
 
 
 rule fig5_gather:

@@ -19,8 +19,11 @@ def dry_run():
 
 
 PACK_OF, _new_packs = packs.assign(config)
-if _new_packs and not (workflow.remote_exec or workflow.subprocess_exec or dry_run()):
-    packs.save_index(PACK_OF)
+FIG5_PACK_OF, _new_fig5_packs = packs.assign_fig5(config)
+if (_new_packs or _new_fig5_packs) and not (
+    workflow.remote_exec or workflow.subprocess_exec or dry_run()
+):
+    packs.save_index({**PACK_OF, **FIG5_PACK_OF})
 
 
 def pack_record_of(wildcards):
@@ -31,6 +34,26 @@ def pack_record_of(wildcards):
 
 
 PACK = "results/packs/{dataset}/{arch}/B~{B}/pack~{pack}"
+FIG5_PACK = "results/packs/fig5/{dataset}/{arch}/{stage}/pack~{pack}"
+
+
+def fig5_pack_record_of(run_dir):
+    """A Fig. 5 rule's pack record (ancient, as for cells), from its run directory pattern."""
+
+    def record(wildcards):
+        r = FIG5_PACK_OF.get(run_dir.format(**wildcards))
+        return [ancient(r)] if r else []
+
+    return record
+
+
+def fig5_pack_steps(wildcards):
+    return packs.fig5_pack_steps(config, FIG5_PACK_OF, FIG5_PACK.format(**wildcards) + ".json")
+
+
+def fig5_pack_inputs(wildcards):
+    """The stage-1 weights its stage-2 runs start from (made by the stage-1 jobs)."""
+    return packs.fig5_pack_inputs(config, FIG5_PACK_OF, FIG5_PACK.format(**wildcards) + ".json")
 
 
 def pack_members(wildcards):
@@ -45,7 +68,7 @@ def pack_runtime(wildcards, attempt):
 
 
 def write_pack_spec(record, cells):
-    """`cells` (JSON text) to <pack>.cells.json, the pack job's --cells @FILE."""
+    """`cells` (JSON text) to <pack>.cells.json, the pack job's --cells (--steps) @FILE."""
     spec = record[: -len(".json")] + ".cells.json"
     with open(spec, "w") as f:
         f.write(cells)

@@ -49,6 +49,10 @@ FIELDS = ("temperature", "batch_size", "seed", "l2", "epochs_ref", "temperature_
 # and, with --init, the starting weights (Fig. 5 stage 2)
 EXTRA = ("split", "init_sha256")
 MOMENTUM = "__momentum__."  # key prefix of the momentum buffers inside a checkpoint
+# file arguments (argparse dests), for a staged run of this step (shiftcurv.staging: the Fig. 5
+# runs of a pack job)
+INPUTS = ("data", "init")
+OUTPUTS = ("out_weights", "out_record")
 
 
 def add_arguments(p):

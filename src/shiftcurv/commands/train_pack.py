@@ -136,34 +136,6 @@ def steps_left(cells: list[dict]) -> bool:
     return False
 
 
-def run_steps(cells: list[dict], stop) -> tuple[dict, int]:
-    """Each cell's later steps, one cell after the other, in this process (staged outputs).
-    Returns ({cell: {step: {rc, seconds}}}, 75 when a stop signal came, else 0).
-
-    One after the other, not vectorized: a cell's gradient flows take their own adaptive step
-    counts and the measures are a few Hessian-vector products; what a separate process per step
-    paid, and this saves, is ~1.4 s of imports and set-up per step (minimize and measure spend
-    ~0.9-1.1 s computing on the default sweep)."""
-    import time
-
-    done: dict[int, dict] = {}
-    for k, c in enumerate(cells):
-        for step in c.get("steps", []):
-            if stop.requested:
-                return done, EXIT_INTERRUPTED
-            t0 = time.perf_counter()
-            rc = staging.run_staged(step["argv"], log)
-            if rc is None:
-                continue
-            done.setdefault(k, {})[step["name"]] = {
-                "rc": rc, "seconds": round(time.perf_counter() - t0, 3)}
-            if rc == EXIT_INTERRUPTED:
-                return done, rc
-            if rc:
-                break  # its later steps need this one: the cell's own jobs take over
-    return done, EXIT_INTERRUPTED if stop.requested else 0
-
-
 def train_pack(args, stop) -> int:
     from shiftcurv.commands.train import checkpoint_key
     from shiftcurv.sweep.packs import KEY_PREFIX
@@ -275,7 +247,7 @@ def train_and_step(args, stop, cells: list[dict], keys: list[str]) -> int:
 
 def finish_steps(args, cells, states: dict, stop, samples_per_epoch: int = 0) -> int:
     """The cells' later steps, then the pack's record (not when a signal stopped them)."""
-    steps, rc = run_steps(cells, stop)
+    steps, rc = staging.run_steps(cells, stop, args.threads)
     if rc:
         print("shiftcurv train-pack: interrupted by a stop signal between the cells' steps; "
               "rerun to go on", file=sys.stderr, flush=True)

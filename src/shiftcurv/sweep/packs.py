@@ -57,10 +57,30 @@ def pack_size(config: dict) -> int:
     return int(config.get("pack", 1))
 
 
-def record_path(cell: Cell, members: list[Cell]) -> str:
-    """The pack record of `members` (all of `cell`'s dataset, arch and B)."""
-    digest = hashlib.sha1("\n".join(c.dir for c in members).encode()).hexdigest()[:10]
-    return f"{RESULTS}/packs/{cell.dataset}/{cell.arch}/B~{cell.batch_size}/pack~{digest}.json"
+def record_path(group_dir: str, member_dirs: list[str]) -> str:
+    """The pack record of these members (of one group: `group_dir`), named by their hash."""
+    digest = hashlib.sha1("\n".join(member_dirs).encode()).hexdigest()[:10]
+    return f"{group_dir}/pack~{digest}.json"
+
+
+def form(units: list[tuple[str, str]], k: int, index: dict[str, str],
+         done) -> tuple[dict[str, str], bool]:
+    """{unit dir: pack record} for `units` ((dir, group dir) in order): a unit in the index
+    keeps its pack; the others whose outputs are missing (`done(dir)` false) join new packs of
+    their group, K at a time. Also whether new packs were formed."""
+    out: dict[str, str] = {}
+    new: dict[str, list[str]] = defaultdict(list)
+    for d, group in units:
+        record = index.get(d)
+        if record is not None:
+            out[d] = record
+        elif k > 1 and not done(d):
+            new[group].append(d)
+    for group, dirs in new.items():
+        for i in range(0, len(dirs), k):
+            chunk = dirs[i:i + k]
+            out.update(dict.fromkeys(chunk, record_path(group, chunk)))
+    return out, bool(new)
 
 
 def trained(cell: Cell, root: str = ".") -> bool:
@@ -86,26 +106,18 @@ def assign(config: dict, root: str = ".") -> tuple[dict[Cell, str], bool]:
     k = pack_size(config)
     if k <= 1 and not index:
         return {}, False  # never packed: nothing to look up
-    out: dict[Cell, str] = {}
-    new: dict[tuple, list[Cell]] = defaultdict(list)
-    for c in cells(config):
-        record = index.get(c.dir)
-        if record is not None:
-            out[c] = record
-        elif k > 1 and not trained(c, root):
-            new[(c.dataset, c.arch, c.batch_size)].append(c)
-    for members in new.values():
-        for i in range(0, len(members), k):
-            chunk = members[i:i + k]
-            for c in chunk:
-                out[c] = record_path(chunk[0], chunk)
-    return out, bool(new)
+    by_dir = {c.dir: c for c in cells(config)}
+    units = [(d, f"{RESULTS}/packs/{c.dataset}/{c.arch}/B~{c.batch_size}")
+             for d, c in by_dir.items()]
+    out, new = form(units, k, index, lambda d: trained(by_dir[d], root))
+    return {by_dir[d]: r for d, r in out.items()}, new
 
 
-def save_index(assignment: dict[Cell, str], root: str = ".") -> None:
-    """Add `assignment` to the index (atomically; entries of cells outside this config stay)."""
+def save_index(assignment: dict, root: str = ".") -> None:
+    """Add `assignment` ({cell or run directory: record}) to the index (atomically; entries of
+    cells outside this config stay)."""
     path = Path(root) / INDEX
-    index = load_index(root) | {c.dir: r for c, r in assignment.items()}
+    index = load_index(root) | {getattr(c, "dir", c): r for c, r in assignment.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(index, indent=0, sort_keys=True) + "\n")
@@ -165,3 +177,67 @@ def cell_steps(config: dict, cell: Cell) -> list[dict]:
             "sample", *after, "--settings", as_json(eq4_settings(config, cell, chain)),
             "--out", f"{d}/{EQ4_OUT.format(chain=chain)}"]} for chain in eq4_chains(config)]
     return steps
+
+
+# -- Fig. 5 runs (workflow/rules/fig5.smk): packed one after the other, not vectorized --------
+FIG5_STAGES = ("stage1", "stage2", "shift")
+
+
+def fig5_runs(config: dict) -> list[dict]:
+    """Every Fig. 5 run of the config: {dir, stage, argv} with argv the command line of the
+    run's own job (rules fig5_stage1, fig5_stage2, fig5_shift), and for stage 2 its `init`."""
+    from shiftcurv.sweep import fig5 as f5
+    from shiftcurv.sweep.settings import as_json
+
+    f = f5.section(config)
+    if f is None:
+        return []
+    w = f5.wildcards(config)
+    data = DATA_FILE.format(dataset=f["dataset"])
+
+    def run(stage, d, settings, init=None):
+        argv = ["train", "--data", data, *(["--init", init] if init else []),
+                "--settings", as_json(settings), "--out-weights", f"{d}/{f5.WEIGHTS}",
+                "--out-record", f"{d}/{f5.RECORD}"]
+        return {"dir": d, "stage": stage, "argv": argv, "init": init}
+
+    out = []
+    if "temperature" in f["experiments"]:
+        out += [run("stage1", f5.STAGE1_DIR.format(**w, seed=s), f5.stage1_settings(config, s))
+                for s in f["seeds"]]
+        out += [run("stage2", f5.STAGE2_DIR.format(**w, lr=c.lr, B=c.batch_size, seed=c.seed),
+                    f5.stage2_settings(config, c),
+                    init=f5.STAGE1_DIR.format(**w, seed=c.seed) + f"/{f5.WEIGHTS}")
+                for c in f5.stage2_cells(config)]
+    out += [run("shift", f5.SHIFT_DIR.format(**w, split=label, seed=s),
+                f5.shift_settings(config, label, s)) for label, s in f5.shift_runs(config)]
+    return out
+
+
+def assign_fig5(config: dict, root: str = ".") -> tuple[dict[str, str], bool]:
+    """{Fig. 5 run directory: its pack record}, as `assign` for cells: the runs whose outputs
+    are missing when the DAG is built join packs per stage, K at a time, for good."""
+    from shiftcurv.sweep import fig5 as f5
+
+    index = load_index(root)
+    k = pack_size(config)
+    runs = fig5_runs(config)
+    if not runs or (k <= 1 and not index):
+        return {}, False
+    f = config["fig5"]
+    units = [(r["dir"], f"{RESULTS}/packs/fig5/{f['dataset']}/{f['arch']}/{r['stage']}")
+             for r in runs]
+    return form(units, k, index, lambda d: all(
+        os.path.exists(os.path.join(root, d, name)) for name in (f5.WEIGHTS, f5.RECORD)))
+
+
+def fig5_pack_steps(config: dict, assignment: dict[str, str], record: str) -> list[dict]:
+    """The `shiftcurv run-steps --steps` of a Fig. 5 pack: its runs' command lines."""
+    return [{"name": r["stage"], "argv": r["argv"]} for r in fig5_runs(config)
+            if assignment.get(r["dir"]) == record]
+
+
+def fig5_pack_inputs(config: dict, assignment: dict[str, str], record: str) -> list[str]:
+    """What a Fig. 5 pack reads besides the data: its stage-2 runs' stage-1 weights."""
+    return list(dict.fromkeys(r["init"] for r in fig5_runs(config)
+                              if r["init"] and assignment.get(r["dir"]) == record))
