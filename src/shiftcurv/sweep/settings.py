@@ -4,12 +4,15 @@ other cells). Torch-free."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
 from shiftcurv import ShiftcurvError
 from shiftcurv.sweep.cells import (
     Cell,
+    _cells,
+    axes,
     cells,
     dataset_test_size,
     dataset_train_size,
@@ -167,7 +170,18 @@ def eq4_cells(config: dict) -> list[Cell]:
     if not eq4_samplers(config):
         return []
     seeds = config["eq4"].get("seeds")
-    return [c for c in cells(config) if seeds is None or c.seed in seeds]
+    key = (axes(config), None if seeds is None else tuple(seeds))
+    try:
+        return list(_eq4_cells(key))
+    except TypeError:  # unhashable: not cached
+        return list(_eq4_cells.__wrapped__(key))
+
+
+@functools.lru_cache(maxsize=8)
+def _eq4_cells(key: tuple) -> tuple[Cell, ...]:
+    """Cached: per-cell and per-pack callers (a pack's steps, its runtime) ask for every cell."""
+    cell_axes, seeds = key
+    return tuple(c for c in _cells(cell_axes) if seeds is None or c.seed in seeds)
 
 
 def eq4_settings(config: dict, cell: Cell, chain: str) -> dict:
