@@ -395,3 +395,44 @@ def test_a_pack_killed_mid_sweep_resumes_every_cell_bit_identically(tmp_path, ca
         b = load_file(str(tmp_path / f"ref{k}.safetensors"))
         assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a), c.dir
         assert not list((work / c.dir).glob("*.packed*"))
+
+
+# -- Fig. 5 runs in packs ------------------------------------------------------------------------
+def test_fig5_stage2_packs_train_vectorized_and_match_the_runs_own_commands(tmp_path):
+    """pack: 4 on the two-stage Fig. 5 run: stage 1 (momentum) in a `run-steps` pack, stage 2
+    (plain SGD from the stage-1 weights, eval every epoch) in one vectorized pack per batch
+    size; every run's own job takes its result over; a stage-2 run equals what its own command
+    computes up to float rounding (batch-norm statistics summed in another order)."""
+    from test_workflow import TINY_FIG5
+
+    from shiftcurv.config import load_config
+    from shiftcurv.sweep import packs
+
+    work = tiny(tmp_path / "w", pack=4, fig5=TINY_FIG5)
+    out = subprocess.run([sys.executable, "-m", "snakemake", "fig5", "-s",
+                          str(Path(__file__).resolve().parents[1] / "Snakefile"), "-d", str(work),
+                          "--profile", str(Path(__file__).resolve().parents[1] / "profiles/local"),
+                          "--cores", "2", "--configfile", str(work / "config.yaml")],
+                         env=ENV, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "fig5_train_pack        2" in out.stderr and "fig5_pack              1" in out.stderr
+    logs = list(work.glob("results/fig5/*/*/stage*/**/train.log"))
+    assert len(logs) == 2 + 8 and all("adopted the pack's" in p.read_text() for p in logs)
+    stage2 = [r for r in packs.fig5_runs(load_config(work / "config.yaml"))
+              if r["stage"] == "stage2"]
+    records = sorted(work.glob("results/packs/fig5/*/*/stage2/B~*/pack~??????????.json"))
+    assert [len(json.loads(p.read_text())["cells"]) for p in records] == [4, 4]
+    run = stage2[-1]
+    argv = [*run["argv"][:-4], "--out-weights", str(tmp_path / "mine.safetensors"),
+            "--out-record", str(tmp_path / "mine.json")]
+    subprocess.run([sys.executable, "-m", "shiftcurv.cli", *argv], cwd=work, env=ENV,
+                   check=True, capture_output=True)
+    mine, packed = (load_file(str(p)) for p in (tmp_path / "mine.safetensors",
+                                                work / run["dir"] / "theta.safetensors"))
+    assert all(torch.allclose(mine[k], packed[k], rtol=0, atol=1e-6) for k in mine)
+    a, b = (json.loads(p.read_text()) for p in (tmp_path / "mine.json",
+                                                work / run["dir"] / "train.json"))
+    assert a["history"]["eval_epoch"] == b["history"]["eval_epoch"] == [1, 2, 3, 4]
+    for key in ("final_train_loss", "final_eval_train_loss", "final_test_loss", "test_loss"):
+        assert b[key] == pytest.approx(a[key], rel=1e-6), key
+    assert b["init_sha256"] == a["init_sha256"] and b["status"] == "ok"

@@ -129,6 +129,26 @@ def adopt(args, log) -> bool:
     return True
 
 
+def steps_problem(steps) -> str | None:
+    """What is wrong with a list of steps ([{name, argv}]), None when nothing."""
+    if not isinstance(steps, list) or not all(
+            isinstance(st, dict) and isinstance(st.get("name"), str) and is_argv(st.get("argv"))
+            for st in steps):
+        return "must be a list of {name, argv}, argv a non-empty list of strings"
+    return None
+
+
+def is_argv(argv) -> bool:
+    return isinstance(argv, list) and bool(argv) and all(isinstance(a, str) for a in argv)
+
+
+def parse_argv(argv: list[str]):
+    """The parsed command line of a step (its module in `_module`)."""
+    from shiftcurv.cli import build_parser
+
+    return build_parser(only=argv[0]).parse_args(argv)
+
+
 def run_staged(argv: list[str], log) -> int | None:
     """Run the step `shiftcurv <argv>` in this process with its outputs staged (for its cell's
     own job to adopt). None when there is nothing to do (its outputs, or a staged result with
@@ -137,10 +157,9 @@ def run_staged(argv: list[str], log) -> int | None:
     it and report why). Inputs that are still staged (a step of this pack made them) are read
     from their staging names."""
     from shiftcurv import ShiftcurvError
-    from shiftcurv.cli import build_parser
     from shiftcurv.train.signals import Abandoned
 
-    args = build_parser(only=argv[0]).parse_args(argv)
+    args = parse_argv(argv)
     outputs = outputs_of(args)
     if all(os.path.exists(o) for o in outputs):
         return None

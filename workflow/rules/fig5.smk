@@ -85,13 +85,13 @@ rule fig5_shift:
 
 
 # Fig. 5 runs packed (`pack: K`, shiftcurv.sweep.packs): the runs of a stage whose outputs are
-# missing when the DAG is built run K at a time, one after the other, in one process (they
-# cannot share a vectorized model: momentum, given inits, subsampled data), staged; each run's
-# own job above takes its result over (shiftcurv.staging). Imports and data: once per pack.
+# missing when the DAG is built run K at a time in one process, staged, and each run's own job
+# above takes its result over (shiftcurv.staging). Stage 2 (plain SGD from given weights)
+# packs per batch size and trains vectorized; stage 1 (momentum) and the shift runs (each its
+# own data) run one after the other (`shiftcurv run-steps`): imports and data once per pack.
 rule fig5_pack:
     input:
         data=DATA,
-        init=fig5_pack_inputs,
     output:
         record=f"{FIG5_PACK}.json",
     log:
@@ -99,8 +99,10 @@ rule fig5_pack:
     benchmark:
         f"{FIG5_PACK}.benchmark.tsv"
     wildcard_constraints:
-        stage="stage1|stage2|shift",
+        stage="stage1|shift",
         pack=r"[0-9a-f]{10}",
+    # longest work first on few cores (shiftcurv.sweep.packs.PRIORITY)
+    priority: lambda wildcards: packs.PRIORITY["fig5_" + wildcards.stage]
     group:
         "pack"
     threads: THREADS
@@ -119,6 +121,40 @@ rule fig5_pack:
         shell(
             "exec shiftcurv run-steps --steps @{spec} --out-record {output.record}"
             " --threads {threads} > {log} 2>&1"
+        )
+
+
+rule fig5_train_pack:
+    input:
+        data=DATA,
+        init=fig5_pack_inputs,
+    output:
+        record=f"{FIG5_STAGE2_PACK}.json",
+    log:
+        f"{FIG5_STAGE2_PACK}.log",
+    benchmark:
+        f"{FIG5_STAGE2_PACK}.benchmark.tsv"
+    wildcard_constraints:
+        pack=r"[0-9a-f]{10}",
+    priority: packs.PRIORITY["fig5_stage2"]
+    group:
+        "pack"
+    threads: THREADS
+    resources:
+        **GPU_RESOURCES,
+        runtime=lambda wildcards, attempt: min(
+            24 * 60,
+            len(fig5_pack_cells(wildcards))
+            * config["fig5"]["runtime"]["stage2"]
+            * 2 ** (attempt - 1),
+        ),
+    params:
+        cells=lambda wildcards: sw.as_json(fig5_pack_cells(wildcards)),
+    run:
+        spec = write_pack_spec(output.record, params.cells)
+        shell(
+            "exec shiftcurv train-pack --data {input.data} --cells @{spec}"
+            " --out-record {output.record} --threads {threads} > {log} 2>&1"
         )
 
 

@@ -35,6 +35,7 @@ def pack_record_of(wildcards):
 
 PACK = "results/packs/{dataset}/{arch}/B~{B}/pack~{pack}"
 FIG5_PACK = "results/packs/fig5/{dataset}/{arch}/{stage}/pack~{pack}"
+FIG5_STAGE2_PACK = "results/packs/fig5/{dataset}/{arch}/stage2/B~{B}/pack~{pack}"
 
 
 def fig5_pack_record_of(run_dir):
@@ -51,9 +52,15 @@ def fig5_pack_steps(wildcards):
     return packs.fig5_pack_steps(config, FIG5_PACK_OF, FIG5_PACK.format(**wildcards) + ".json")
 
 
+def fig5_pack_cells(wildcards):
+    record = FIG5_STAGE2_PACK.format(**wildcards) + ".json"
+    return packs.fig5_pack_cells(config, FIG5_PACK_OF, record)
+
+
 def fig5_pack_inputs(wildcards):
     """The stage-1 weights its stage-2 runs start from (made by the stage-1 jobs)."""
-    return packs.fig5_pack_inputs(config, FIG5_PACK_OF, FIG5_PACK.format(**wildcards) + ".json")
+    record = FIG5_STAGE2_PACK.format(**wildcards) + ".json"
+    return packs.fig5_pack_inputs(config, FIG5_PACK_OF, record)
 
 
 def pack_members(wildcards):

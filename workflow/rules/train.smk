@@ -42,6 +42,7 @@ rule train_pack:
         f"{PACK}.benchmark.tsv"
     wildcard_constraints:
         pack=r"[0-9a-f]{10}",
+    priority: packs.PRIORITY["cells"]
     group:
         "pack"
     threads: THREADS

@@ -44,12 +44,11 @@ def parse_steps(text: str) -> list[dict]:
         steps = json.loads(text)
     except json.JSONDecodeError as e:
         raise ShiftcurvError(f"--steps is not valid JSON: {e}") from None
-    if not isinstance(steps, list) or not steps or not all(
-            isinstance(st, dict) and isinstance(st.get("name"), str)
-            and isinstance(st.get("argv"), list) and st["argv"]
-            and all(isinstance(a, str) for a in st["argv"]) for st in steps):
-        raise ShiftcurvError("--steps must be a non-empty list of {name, argv}, argv a "
-                             "non-empty list of strings")
+    from shiftcurv.staging import steps_problem
+
+    problem = steps_problem(steps) or (None if steps else "must not be empty")
+    if problem:
+        raise ShiftcurvError(f"--steps {problem}")
     return steps
 
 

@@ -13,7 +13,11 @@ the pack's size). A cell's numbers do not depend on which cells it is packed wit
 --out-record writes the pack's own record (its cells, their status and epochs, the wall time)
 when every cell has finished; the workflow's pack job has it as its one output.
 
-A cell may also name its later steps, run in this process once the pack is trained:
+A cell may start from given weights ("init": PATH, as `shiftcurv train --init`: the Fig. 5
+stage 2), and may name its own job's command line ("job_argv": ["train", ...]): its outputs
+(then that job's outputs under their staging names) get a key the job takes them over by
+(shiftcurv.staging). A cell may also name its later steps, run in this process once the pack
+is trained:
   "steps": [{"name": "min_train", "argv": ["minimize", "--data", ..., "--out-record", PATH]},
             ...]
 each the command line of the cell's own Snakemake job. A step writes its outputs under staging
@@ -27,7 +31,7 @@ skipped, so rerunning an interrupted pack only resumes the cells left. Stop sign
 SIGUSR1, SIGINT): every cell still training writes a checkpoint at the epoch boundary and the
 command exits 75; rerun it to resume every cell, bit-identically on CPU with the same threads.
 
-Not packed: momentum, eval_every and --init (the Fig. 5 protocol): use `shiftcurv train`.
+Not packed: momentum (the Fig. 5 stage 1): use `shiftcurv train`.
 
 Example:
   shiftcurv train-pack --data results/data/mnist1d.npz --cells '[
@@ -77,13 +81,17 @@ def parse_cells(text: str) -> list[dict]:
             raise ShiftcurvError(f"--cells[{i}] needs settings (an object), out_weights and "
                                  f"out_record (paths)")
         require(c["settings"], "arch", "temperature", "batch_size", "seed")
-        steps = c.get("steps", [])
-        if not isinstance(steps, list) or not all(
-                isinstance(st, dict) and isinstance(st.get("name"), str)
-                and isinstance(st.get("argv"), list) and st["argv"]
-                and all(isinstance(a, str) for a in st["argv"]) for st in steps):
-            raise ShiftcurvError(f"--cells[{i}].steps must be a list of {{name, argv}}, argv a "
-                                 f"non-empty list of strings")
+        problem = staging.steps_problem(c.get("steps", []))
+        if problem:
+            raise ShiftcurvError(f"--cells[{i}].steps {problem}")
+        if "job_argv" in c and not staging.is_argv(c["job_argv"]):
+            raise ShiftcurvError(f"--cells[{i}].job_argv must be a non-empty list of strings")
+        if "init" in c:
+            if not (isinstance(c["init"], str) and Path(c["init"]).exists()):
+                raise ShiftcurvError(f"--cells[{i}].init: initial weights not found: "
+                                     f"{c['init']}")
+            # the start point is part of the run's key, as for `shiftcurv train --init`
+            c["settings"] = {**c["settings"], "init_sha256": staging.file_sha256(c["init"])}
     outs = [c[k] for c in cells for k in ("out_weights", "out_record")]
     if len(set(outs)) != len(outs):
         raise ShiftcurvError("--cells name an output path twice")
@@ -107,12 +115,28 @@ def run(args) -> int:
                              lambda: "the checkpoints on disk stay the resume points")
 
 
+def job_key(cell: dict) -> tuple[list[str], str] | None:
+    """(outputs, staging key) of the cell's own job (`job_argv`), None without one."""
+    if "job_argv" not in cell:
+        return None
+    job = staging.parse_argv(cell["job_argv"])
+    outputs = staging.outputs_of(job)
+    if [staging.staged(o) for o in outputs] != [cell["out_weights"], cell["out_record"]]:
+        raise ShiftcurvError(f"a cell with job_argv writes its job's outputs staged: "
+                             f"{', '.join(staging.staged(o) for o in outputs)}")
+    return outputs, staging.step_key(job)
+
+
 def already_done(cell: dict, key: str) -> bool:
-    """Outputs of a finished packed run of these settings are there, or all of `done_if`."""
+    """Outputs of a finished packed run of these settings are there, or all of `done_if`, or
+    its job's staged result with this key."""
     from shiftcurv.io import read_json
 
     done_if = cell.get("done_if") or []
     if done_if and all(Path(p).exists() for p in done_if):
+        return True
+    job = job_key(cell)
+    if job is not None and staging.staged_key(job[0]) == job[1]:
         return True
     if not (Path(cell["out_weights"]).exists() and Path(cell["out_record"]).exists()):
         return False
@@ -160,7 +184,7 @@ def train_and_step(args, stop, cells: list[dict], keys: list[str]) -> int:
         remove_stale_temporaries,
     )
     from shiftcurv.data import splits
-    from shiftcurv.io import save_state
+    from shiftcurv.io import load_state, save_state
     from shiftcurv.progress import Progress
     from shiftcurv.train.packed import check_packable, fit_packed
     from shiftcurv.train.sgd import TrainSettings, TrainState
@@ -171,8 +195,6 @@ def train_and_step(args, stop, cells: list[dict], keys: list[str]) -> int:
     settings = []
     for c in cells:
         s = c["settings"]
-        if s.get("init_sha256") is not None:
-            raise ShiftcurvError("a pack starts from seeded inits; --init runs use shiftcurv train")
         try:
             settings.append(TrainSettings(**{k: s[k] for k in FIELDS if k in s}))
         except TypeError as e:
@@ -196,9 +218,10 @@ def train_and_step(args, stop, cells: list[dict], keys: list[str]) -> int:
     ckpts = [Path(c.get("checkpoint") or c["out_weights"] + ".ckpt") for c in cells]
     models, states = [], []
     for k in todo:
-        torch.manual_seed(settings[k].seed)  # the init depends on the seed only, as unpacked
-        models.append(build_model(arch, ds))
         c = cells[k]
+        torch.manual_seed(settings[k].seed)  # the init depends on the seed only, as unpacked
+        models.append(build_model(arch, ds, load_state(c["init"], what="initial weights")[0])
+                      if c.get("init") else build_model(arch, ds))
         remove_stale_temporaries(ckpts[k], Path(c["out_weights"]), Path(c["out_record"]))
         state = load_checkpoint(ckpts[k], keys[k], models[-1], settings[k].epochs)
         if state is not None:
@@ -219,16 +242,21 @@ def train_and_step(args, stop, cells: list[dict], keys: list[str]) -> int:
 
     finished = set()
 
+    jobs = {k: job_key(cells[k]) for k in todo}
+
     def on_finish(j):
         k = todo[j]
         finished.add(j)
         finish(cells[k]["settings"], settings[k], states[j], ds, models[j],
-               cells[k]["out_weights"], cells[k]["out_record"], ckpts[k],
+               cells[k]["out_weights"], cells[k]["out_record"], ckpts[k], cells[k].get("init"),
                extra={"pack": {"key": keys[k], "size": len(todo)}})
+        if jobs[k] is not None:
+            staging.write_key(*jobs[k])  # its own job takes these over
 
     x, y = ds.tensors("train", dtype=torch.float32)
+    evals = any(settings[k].eval_every > 0 for k in todo)
     fit_packed(models, x, y, [settings[k] for k in todo], states, checkpoint, on_finish,
-               Progress(), stop)
+               Progress(), stop, ds.tensors("test", dtype=torch.float32) if evals else None)
     for j, st in enumerate(states):
         if st.status in ("ok", "diverged") and j not in finished:
             on_finish(j)  # its budget was met on entry (a checkpoint at its last epoch)

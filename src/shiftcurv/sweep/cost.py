@@ -77,6 +77,7 @@ MAX_RUNTIME_MIN = 24 * 60
 # Fig. 5: the longest first-attempt wall time of one grouped submission (K runs, times summed)
 MAX_SUBMISSION_MIN = 24 * 60
 FIG5_RULES = ("fig5_stage1", "fig5_stage2", "fig5_shift")   # each its own group, same name
+FIG5_PACK_RULE = "fig5_pack"  # packed Fig. 5 runs: one submission each (group "pack")
 
 
 # -- reading what finished jobs left ---------------------------------------------------------
@@ -510,7 +511,8 @@ def plan(config: dict, root: str = ".", group_components: int = 1,
     groups = {**fig5_group_components(config), **(fig5_groups or {})}
     groups = {g: max(1, int(groups.get(g, 1))) for g in FIG5_RULES if g in other}
     f5_subs = fig5_submissions(other, groups)
-    ungrouped = sum(v for name, v in other.items() if not name.startswith("fig5_"))
+    ungrouped = sum(v for name, v in other.items()
+                    if not name.startswith("fig5_") or name == FIG5_PACK_RULE)
     return Plan(list(rows.values()), total, other, total.submissions + ungrouped + f5_subs,
                 k, gpu, threads, model, groups, f5_subs)
 
@@ -543,11 +545,16 @@ def fig5_jobs_left(config: dict, root: str) -> dict[str, int]:
     if fig5.section(config) is None:
         return {}
     left = {"fig5_stage1": 0, "fig5_stage2": 0, "fig5_shift": 0}
+    packed, _ = packs.assign_fig5(config, root)  # as the workflow would form them
+    pack_left = set()
     for path in fig5.record_files(config):
         if not os.path.exists(os.path.join(root, path)):
             left["fig5_" + path.split("/")[4]] += 1
+            pack_left.add(packed.get(os.path.dirname(path)))
+    pack_left.discard(None)
     stale = sum(left.values()) > 0 or not os.path.exists(os.path.join(root, fig5.NC))
-    return {**left, "fig5_gather": int(stale),
+    return {**left, **({FIG5_PACK_RULE: len(pack_left)} if packed else {}),
+            "fig5_gather": int(stale),
             "fig5_plots": int(stale or not all(os.path.exists(os.path.join(root, f))
                                                for f in fig5.figure_files(config)))}
 

@@ -42,6 +42,11 @@ from shiftcurv.sweep.cells import (
 )
 
 INDEX = f"{RESULTS}/packs/index.json"
+# Snakemake priorities of the pack jobs: on few cores, the jobs that gate others (stage 1 gates
+# the stage-2 packs) and the longest (a cell pack trains, minimizes and measures K cells) first,
+# so that the shorter ones fill the end. Measured on the default sweep (2 cores): the synthetic
+# basins (45 s) first and the CNN cell pack (130 s) last ended the run 60 s after the rest.
+PRIORITY = {"fig5_stage1": 3, "cells": 2, "fig5_stage2": 1, "fig5_shift": 1}
 RECORD_NAME = re.compile(r"pack~[0-9a-f]{10}\.json")  # beside it: .log, .benchmark.tsv, .cells.json
 MAX_PACK = 128  # cells per pack job: its --cells argument stays under Linux's 128 KiB per word
 PACKED_CKPT = "theta_sgd.packed.ckpt"
@@ -179,13 +184,19 @@ def cell_steps(config: dict, cell: Cell) -> list[dict]:
     return steps
 
 
-# -- Fig. 5 runs (workflow/rules/fig5.smk): packed one after the other, not vectorized --------
+# -- Fig. 5 runs (workflow/rules/fig5.smk) ------------------------------------------------------
+# Stage 2 (plain SGD from given weights) packs per batch size and trains vectorized
+# (`shiftcurv train-pack`, rule fig5_train_pack); stage 1 (momentum) and the shift runs
+# (each its own data) run one after the other in one process (`shiftcurv run-steps`, rule
+# fig5_pack).
 FIG5_STAGES = ("stage1", "stage2", "shift")
+FIG5_PACKED_CKPT = "theta.packed.ckpt"
 
 
 def fig5_runs(config: dict) -> list[dict]:
-    """Every Fig. 5 run of the config: {dir, stage, argv} with argv the command line of the
-    run's own job (rules fig5_stage1, fig5_stage2, fig5_shift), and for stage 2 its `init`."""
+    """Every Fig. 5 run of the config: {dir, stage, group, settings, argv, init} with argv the
+    command line of the run's own job (rules fig5_stage1, fig5_stage2, fig5_shift), group the
+    pack directory it joins, and for stage 2 its `init`."""
     from shiftcurv.sweep import fig5 as f5
     from shiftcurv.sweep.settings import as_json
 
@@ -194,12 +205,15 @@ def fig5_runs(config: dict) -> list[dict]:
         return []
     w = f5.wildcards(config)
     data = DATA_FILE.format(dataset=f["dataset"])
+    root = f"{RESULTS}/packs/fig5/{f['dataset']}/{f['arch']}"
 
     def run(stage, d, settings, init=None):
         argv = ["train", "--data", data, *(["--init", init] if init else []),
                 "--settings", as_json(settings), "--out-weights", f"{d}/{f5.WEIGHTS}",
                 "--out-record", f"{d}/{f5.RECORD}"]
-        return {"dir": d, "stage": stage, "argv": argv, "init": init}
+        group = f"{root}/{stage}" + (f"/B~{settings['batch_size']}" if init else "")
+        return {"dir": d, "stage": stage, "group": group, "settings": settings, "argv": argv,
+                "init": init}
 
     out = []
     if "temperature" in f["experiments"]:
@@ -216,7 +230,8 @@ def fig5_runs(config: dict) -> list[dict]:
 
 def assign_fig5(config: dict, root: str = ".") -> tuple[dict[str, str], bool]:
     """{Fig. 5 run directory: its pack record}, as `assign` for cells: the runs whose outputs
-    are missing when the DAG is built join packs per stage, K at a time, for good."""
+    are missing when the DAG is built join packs per stage (stage 2: per batch size), K at a
+    time, for good."""
     from shiftcurv.sweep import fig5 as f5
 
     index = load_index(root)
@@ -224,20 +239,34 @@ def assign_fig5(config: dict, root: str = ".") -> tuple[dict[str, str], bool]:
     runs = fig5_runs(config)
     if not runs or (k <= 1 and not index):
         return {}, False
-    f = config["fig5"]
-    units = [(r["dir"], f"{RESULTS}/packs/fig5/{f['dataset']}/{f['arch']}/{r['stage']}")
-             for r in runs]
-    return form(units, k, index, lambda d: all(
+    return form([(r["dir"], r["group"]) for r in runs], k, index, lambda d: all(
         os.path.exists(os.path.join(root, d, name)) for name in (f5.WEIGHTS, f5.RECORD)))
 
 
+def _fig5_members(config: dict, assignment: dict[str, str], record: str) -> list[dict]:
+    return [r for r in fig5_runs(config) if assignment.get(r["dir"]) == record]
+
+
 def fig5_pack_steps(config: dict, assignment: dict[str, str], record: str) -> list[dict]:
-    """The `shiftcurv run-steps --steps` of a Fig. 5 pack: its runs' command lines."""
-    return [{"name": r["stage"], "argv": r["argv"]} for r in fig5_runs(config)
-            if assignment.get(r["dir"]) == record]
+    """The `shiftcurv run-steps --steps` of a stage-1 or shift pack: its runs' command lines."""
+    return [{"name": r["stage"], "argv": r["argv"]}
+            for r in _fig5_members(config, assignment, record)]
+
+
+def fig5_pack_cells(config: dict, assignment: dict[str, str], record: str) -> list[dict]:
+    """The `shiftcurv train-pack --cells` of a stage-2 pack: each run's settings and init, its
+    job's command line and outputs under their staging names (its job takes them over)."""
+    from shiftcurv.sweep import fig5 as f5
+
+    return [{"settings": r["settings"], "init": r["init"], "job_argv": r["argv"],
+             "out_weights": staged(f"{r['dir']}/{f5.WEIGHTS}"),
+             "out_record": staged(f"{r['dir']}/{f5.RECORD}"),
+             "checkpoint": f"{r['dir']}/{FIG5_PACKED_CKPT}",
+             "done_if": [f"{r['dir']}/{f5.WEIGHTS}", f"{r['dir']}/{f5.RECORD}"]}
+            for r in _fig5_members(config, assignment, record)]
 
 
 def fig5_pack_inputs(config: dict, assignment: dict[str, str], record: str) -> list[str]:
     """What a Fig. 5 pack reads besides the data: its stage-2 runs' stage-1 weights."""
-    return list(dict.fromkeys(r["init"] for r in fig5_runs(config)
-                              if r["init"] and assignment.get(r["dir"]) == record))
+    return list(dict.fromkeys(r["init"] for r in _fig5_members(config, assignment, record)
+                              if r["init"]))

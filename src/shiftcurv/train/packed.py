@@ -21,8 +21,12 @@ narrower than two slots, see `packed_model`). They may differ from the unpacked 
 last bits where vmap's kernels differ from the plain ones (the 1-D CNN's grouped convolutions);
 a resumed pack continues bit-identically (θ and the epoch are all the state of plain SGD).
 
-Not packed (refused by `check_packable`): momentum, eval_every (the Fig. 5 protocol), and cells
-whose batch size, weight decay or device differ.
+Eval: a cell with `eval_every` (the Fig. 5 protocol) gets its eval-mode losses on the full train
+and test sets at the same epochs as unpacked, computed on its own model (`sgd.evaluate`), one
+cell after the other.
+
+Not packed (refused by `check_packable`): momentum, and cells whose batch size, weight decay or
+device differ.
 
 Time: `history["seconds"]` and `wall_seconds` of a cell are its share of the pack's epoch time
 (the epoch's wall time over the number of cells that trained in it).
@@ -43,6 +47,7 @@ from shiftcurv.train.sgd import (
     TrainState,
     epoch_permutation,
     epoch_trainer,
+    evaluate,
     quiet_lightning,
 )
 
@@ -58,20 +63,21 @@ def check_packable(settings: list[TrainSettings]) -> None:
         if len(values) > 1:
             raise ValueError(f"cells of one pack must share {name}; got {', '.join(values)}")
     for s in settings:
-        if s.momentum or s.eval_every > 0:
-            raise ValueError(f"packed training is plain SGD: momentum {s.momentum}, eval_every "
-                             f"{s.eval_every} (seed {s.seed}, T {s.temperature:g}) is not "
-                             f"packed; train that cell with `shiftcurv train`")
+        if s.momentum:
+            raise ValueError(f"packed training is plain SGD: momentum {s.momentum} (seed "
+                             f"{s.seed}, T {s.temperature:g}) is not packed; train that cell "
+                             f"with `shiftcurv train`")
 
 
 class PackedSGDModule(pl.LightningModule):
     """Runs one epoch of every cell still training per Lightning training step."""
 
     def __init__(self, models, x, y, settings: list[TrainSettings], states: list[TrainState],
-                 checkpoint=None, on_finish=None, progress=None, stop=None):
+                 checkpoint=None, on_finish=None, progress=None, stop=None, eval_data=None):
         super().__init__()
         self.cells = list(models)  # plain list: the cell models stay on the CPU
         self.x_cpu, self.y_cpu = x, y
+        self.eval_cpu = eval_data  # (x_test, y_test) for the cells with eval_every
         self.settings, self.states = settings, states
         self.checkpoint = checkpoint  # callable(k) with cell k's model up to date
         self.on_finish = on_finish or (lambda k: None)  # callable(k) when cell k is done
@@ -92,6 +98,24 @@ class PackedSGDModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         self.x = self.x_cpu.to(self.device)
         self.y = self.y_cpu.to(self.device)
+        if self.eval_cpu is not None:
+            self.x_eval, self.y_eval = (t.to(self.device) for t in self.eval_cpu)
+
+    def evaluate_due(self, cells: list[int]) -> None:
+        """Eval-mode losses of the cells whose `eval_every` falls on this epoch (or whose last
+        epoch it is), on each cell's own model, into its history (as `sgd.SGDModule`)."""
+        due = [k for k in cells if self.settings[k].eval_every > 0 and (
+            self.states[k].epoch % self.settings[k].eval_every == 0
+            or self.states[k].epoch >= self.settings[k].epochs)]
+        if not due or self.eval_cpu is None:
+            return
+        self.sync()
+        for k in due:
+            h = self.states[k].history
+            h.setdefault("eval_epoch", []).append(self.states[k].epoch)
+            for name, v in evaluate(self.cells[k], self.x, self.y, self.x_eval,
+                                    self.y_eval).items():
+                h.setdefault(name, []).append(v)
 
     def sync(self) -> None:
         """The stacked weights into the cell models (before anything reads a model)."""
@@ -147,8 +171,10 @@ class PackedSGDModule(pl.LightningModule):
         finite = self.stack.finite()
         share = (time.perf_counter() - t0) / len(cells)
         for j, k in enumerate(cells):
-            self.end_epoch(k, mean_loss[j], correct[j] / (n_steps * batch_size), share,
-                           finite[j])
+            self.states[k].log_epoch(mean_loss[j], correct[j] / (n_steps * batch_size), share)
+        self.evaluate_due(cells)
+        for j, k in enumerate(cells):
+            self.end_epoch(k, mean_loss[j], correct[j] / (n_steps * batch_size), finite[j])
         done = [k for k in cells if k not in self.running()]
         if done:
             self.sync()
@@ -175,10 +201,8 @@ class PackedSGDModule(pl.LightningModule):
             self.trainer.should_stop = True
         return None
 
-    def end_epoch(self, k: int, mean_loss: float, acc: float, seconds: float,
-                  finite: bool) -> None:
+    def end_epoch(self, k: int, mean_loss: float, acc: float, finite: bool) -> None:
         s, st = self.settings[k], self.states[k]
-        st.log_epoch(mean_loss, acc, seconds)
         if not (finite and math.isfinite(mean_loss)):
             st.status = "diverged"
             self.progress(f"cell {k} (seed {s.seed}, T={s.temperature:g}, lr={s.lr:g}): loss is "
@@ -193,18 +217,20 @@ class PackedSGDModule(pl.LightningModule):
 
 def fit_packed(models: list[torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
                settings: list[TrainSettings], states: list[TrainState] | None = None,
-               checkpoint=None, on_finish=None, progress=None, stop=None) -> list[TrainState]:
+               checkpoint=None, on_finish=None, progress=None, stop=None,
+               eval_data=None) -> list[TrainState]:
     """Train each of `models` in place (cell k from states[k], fresh when None) to its epoch
     budget or until it diverges; returns the final states ("ok" / "diverged", or "running" with
     `interrupted` set after a stop signal). `checkpoint(k)` and `on_finish(k)` are called with
-    models[k] up to date. Cells already done on entry are left alone (no `on_finish`)."""
+    models[k] up to date. Cells already done on entry are left alone (no `on_finish`).
+    `eval_data` (x_test, y_test): evaluated with the train set for cells with eval_every."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     check_packable(settings)
     quiet_lightning()
     states = states or [TrainState() for _ in models]
     module = PackedSGDModule(models, x, y, settings, states, checkpoint, on_finish, progress,
-                             stop)
+                             stop, eval_data)
     remaining = max((s.epochs - st.epoch for s, st in zip(settings, states, strict=True)
                      if st.status == "running"), default=0)
     if remaining > 0 and stop is not None and stop.requested:

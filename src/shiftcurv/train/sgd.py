@@ -41,6 +41,23 @@ from shiftcurv.sweep.temperature import epoch_budget, learning_rate, steps_per_e
 from shiftcurv.train.order import epoch_permutation
 
 
+@torch.no_grad()
+def evaluate(model, x, y, x_eval, y_eval) -> dict:
+    """Eval-mode (BN running statistics) mean loss and accuracy of `model` on the full train
+    and test sets, in chunks (the Fig. 5 protocol's `eval_every`; the packed trainer's too)."""
+    out = {}
+    model.eval()
+    for split, xs, ys in (("train", x, y), ("test", x_eval, y_eval)):
+        loss, correct = 0.0, 0
+        for i in range(0, len(ys), EVAL_CHUNK):
+            logits = model(xs[i:i + EVAL_CHUNK])
+            loss += float(F.cross_entropy(logits, ys[i:i + EVAL_CHUNK], reduction="sum"))
+            correct += int((logits.argmax(-1) == ys[i:i + EVAL_CHUNK]).sum())
+        out[f"eval_{split}_loss"], out[f"eval_{split}_acc"] = loss / len(ys), correct / len(ys)
+    model.train()
+    return out
+
+
 @dataclass
 class TrainSettings:
     temperature: float
@@ -148,21 +165,8 @@ class SGDModule(pl.LightningModule):
         if self.eval_cpu is not None:
             self.x_eval, self.y_eval = (t.to(self.device) for t in self.eval_cpu)
 
-    @torch.no_grad()
     def evaluate(self) -> dict:
-        """Eval-mode (BN running statistics) mean loss and accuracy on the full train and test
-        sets, in chunks."""
-        out = {}
-        self.model.eval()
-        for split, x, y in (("train", self.x, self.y), ("test", self.x_eval, self.y_eval)):
-            loss, correct = 0.0, 0
-            for i in range(0, len(y), EVAL_CHUNK):
-                logits = self.model(x[i:i + EVAL_CHUNK])
-                loss += float(F.cross_entropy(logits, y[i:i + EVAL_CHUNK], reduction="sum"))
-                correct += int((logits.argmax(-1) == y[i:i + EVAL_CHUNK]).sum())
-            out[f"eval_{split}_loss"], out[f"eval_{split}_acc"] = loss / len(y), correct / len(y)
-        self.model.train()
-        return out
+        return evaluate(self.model, self.x, self.y, self.x_eval, self.y_eval)
 
     def training_step(self, batch, batch_idx):
         s, st = self.settings, self.state
