@@ -17,6 +17,8 @@ rule synthetic:
         figures=[report(f, category="Synthetic basins") for f in SYNTHETIC_FIGURES],
     log:
         "results/logs/synthetic.log",
+    # ~45 s on the default: not last, with the short pack jobs after it (packs.PRIORITY)
+    priority: 1
     params:
         settings=json.dumps(config.get("synthetic", {}), sort_keys=True),
     shell:
