@@ -192,6 +192,51 @@ def test_sigterm_checkpoints_every_cell_exits_75_and_the_rerun_resumes(tmp_path,
     assert_same_outputs(tmp_path, reference)
 
 
+def with_steps(out: Path, data) -> Path:
+    """The pack's cells, each with two later steps (its minima), as a --cells file."""
+    cells = json.loads(cells_json(out))
+    for k, c in enumerate(cells):
+        c["steps"] = [{"name": f"min_{split}", "argv": [
+            "minimize", "--data", str(data), "--init", c["out_weights"],
+            "--init-record", c["out_record"], "--settings", json.dumps(
+                {"arch": ARCH, "split": split, "l2": 1e-5, "tau_max": 20.0, "gtol": 1e-7}),
+            "--out-weights", str(out / f"c{k}/theta_{split}.safetensors"),
+            "--out-record", str(out / f"c{k}/min_{split}.json")]} for split in ("train", "test")]
+    path = out / "cells.json"
+    path.write_text(json.dumps(cells))
+    return path
+
+
+def test_sigterm_during_the_cells_steps_exits_75_and_the_rerun_goes_on(tmp_path, data):
+    """A stop signal after training, while the pack runs its cells' later steps: the running
+    step ends, no other starts, exit 75; the rerun trains nothing, keeps the staged steps and
+    runs the rest."""
+    from shiftcurv import staging
+
+    spec = with_steps(tmp_path, data)
+    cmd = ["train-pack", "--data", str(data), "--cells", f"@{spec}", "--threads", "1",
+           "--out-record", str(tmp_path / "pack.json")]
+    proc = subprocess.Popen([sys.executable, "-m", "shiftcurv.cli", *cmd], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = staging.key_file([str(tmp_path / "c0/theta_train.safetensors")])
+    wait_for(first, proc, timeout=120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, err
+    assert "interrupted by a stop signal between the cells' steps" in err
+    keys = sorted(tmp_path.glob("c*/*.packed.key"))
+    assert 1 <= len(keys) < 6 and not (tmp_path / "pack.json").exists()
+    dated = {p: p.stat().st_mtime_ns for p in keys}
+    assert main(cmd) == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in dated.items())  # not run again
+    assert len(list(tmp_path.glob("c*/*.packed.key"))) == 6
+    record = json.loads((tmp_path / "pack.json").read_text())
+    assert record["trained"] == 0  # every cell was done: no training in the rerun
+    ran = sum(len(c.get("steps", {})) for c in record["cells"])
+    assert ran == 6 - len(keys) and all(st["rc"] == 0 for c in record["cells"]
+                                        for st in c.get("steps", {}).values())
+
+
 # -- the workflow: `pack: K` -------------------------------------------------------------------
 def snakemake_cmd(workdir, *args):
     """Snakemake on the tiny config's cells (each cell's measure and Eq. 4 records)."""

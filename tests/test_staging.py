@@ -108,3 +108,14 @@ def test_a_stop_signal_stops_between_steps(tmp_path, trained, teacher_file):
                                                                      tmp_path)}]}]
     assert run_steps(cells, stop) == ({}, EXIT_INTERRUPTED)
     assert not list(tmp_path.iterdir())
+
+
+def test_bad_steps_are_refused_in_one_line(tmp_path, capsys):
+    assert main(["run-steps", "--steps", "[]"]) == 2
+    assert main(["run-steps", "--steps", '[{"name": "x", "argv": []}]']) == 2
+    assert main(["run-steps", "--steps", f"@{tmp_path / 'missing.json'}"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["shiftcurv run-steps: error: --steps must not be empty",
+                   "shiftcurv run-steps: error: --steps must be a list of {name, argv}, argv a "
+                   "non-empty list of strings",
+                   f"shiftcurv run-steps: error: --steps file not found: {tmp_path}/missing.json"]

@@ -38,6 +38,19 @@ def parse_settings(text: str) -> dict:
     return value
 
 
+def parse_json_argument(text: str, option: str):
+    """A JSON argument given as text or as @FILE (`option` names it in errors)."""
+    if text.startswith("@"):
+        path = Path(text[1:])
+        if not path.exists():
+            raise ShiftcurvError(f"{option} file not found: {path}")
+        text = path.read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ShiftcurvError(f"{option} is not valid JSON: {e}") from None
+
+
 def require(settings: dict, *keys: str) -> None:
     missing = [k for k in keys if k not in settings]
     if missing:

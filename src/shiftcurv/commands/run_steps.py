@@ -18,11 +18,8 @@ Example:
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from shiftcurv import ShiftcurvError
-from shiftcurv.commands._common import add_threads_argument
+from shiftcurv.commands._common import add_threads_argument, parse_json_argument
 
 HELP = "run several steps' command lines in one process, staged for their own jobs"
 
@@ -35,16 +32,9 @@ def add_arguments(p):
 
 
 def parse_steps(text: str) -> list[dict]:
-    if text.startswith("@"):
-        path = Path(text[1:])
-        if not path.exists():
-            raise ShiftcurvError(f"steps file not found: {path}")
-        text = path.read_text()
-    try:
-        steps = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ShiftcurvError(f"--steps is not valid JSON: {e}") from None
     from shiftcurv.staging import steps_problem
+
+    steps = parse_json_argument(text, "--steps")
 
     problem = steps_problem(steps) or (None if steps else "must not be empty")
     if problem:

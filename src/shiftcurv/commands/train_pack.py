@@ -43,13 +43,19 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
 
 from shiftcurv import ShiftcurvError, staging
-from shiftcurv.commands._common import add_threads_argument, build_model, log, require, set_threads
+from shiftcurv.commands._common import (
+    add_threads_argument,
+    build_model,
+    log,
+    parse_json_argument,
+    require,
+    set_threads,
+)
 from shiftcurv.train.signals import EXIT_INTERRUPTED
 
 HELP = "train several cells (same data, arch and B) as one vectorized pack"
@@ -64,15 +70,7 @@ def add_arguments(p):
 
 
 def parse_cells(text: str) -> list[dict]:
-    if text.startswith("@"):
-        path = Path(text[1:])
-        if not path.exists():
-            raise ShiftcurvError(f"cells file not found: {path}")
-        text = path.read_text()
-    try:
-        cells = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ShiftcurvError(f"--cells is not valid JSON: {e}") from None
+    cells = parse_json_argument(text, "--cells")
     if not isinstance(cells, list) or not cells:
         raise ShiftcurvError("--cells must be a non-empty JSON list")
     for i, c in enumerate(cells):
