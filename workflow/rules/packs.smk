@@ -63,14 +63,18 @@ def fig5_pack_inputs(wildcards):
     return packs.fig5_pack_inputs(config, FIG5_PACK_OF, record)
 
 
+PACK_MEMBERS = packs.by_record(PACK_OF)  # one pass over the cells, not one per pack
+
+
 def pack_members(wildcards):
-    return packs.cells_argument(config, PACK_OF, PACK.format(**wildcards) + ".json")
+    record = PACK.format(**wildcards) + ".json"
+    return packs.cells_argument(config, PACK_OF, record, PACK_MEMBERS)
 
 
 def pack_runtime(wildcards, attempt):
     """Minutes (SLURM --time): the cost model's prediction for the pack (cost.pack_seconds),
     doubled on each retry."""
-    members = packs.members(PACK_OF, PACK.format(**wildcards) + ".json")
+    members = PACK_MEMBERS.get(PACK.format(**wildcards) + ".json", [])
     return cost.pack_runtime_minutes(cost_model(), config, members, attempt)
 
 

@@ -133,25 +133,38 @@ def members(assignment: dict[Cell, str], record: str) -> list[Cell]:
     return [c for c, r in assignment.items() if r == record]
 
 
-def cells_argument(config: dict, assignment: dict[Cell, str], record: str) -> list[dict]:
-    """The pack job's `shiftcurv train-pack --cells`: each member's settings, staging outputs,
-    checkpoint, its final outputs (a member that has them is skipped) and its later steps."""
-    from shiftcurv.sweep.settings import train_settings
+def by_record(assignment: dict) -> dict[str, list]:
+    """{pack record: its members}, in assignment order (one pass, for many packs)."""
+    out: dict[str, list] = defaultdict(list)
+    for c, r in assignment.items():
+        out[r].append(c)
+    return dict(out)
 
+
+def cells_argument(config: dict, assignment: dict[Cell, str], record: str,
+                   members_of: dict[str, list[Cell]] | None = None) -> list[dict]:
+    """The pack job's `shiftcurv train-pack --cells`: each member's settings, staging outputs,
+    checkpoint, its final outputs (a member that has them is skipped) and its later steps.
+    `members_of`: `by_record(assignment)`, when the caller has it."""
+    from shiftcurv.sweep.settings import eq4_cells, train_settings
+
+    chosen = (members_of or {}).get(record) or members(assignment, record)
+    sampled = set(eq4_cells(config))
     return [{"settings": train_settings(config, c),
              "out_weights": f"{c.dir}/{STAGED['weights']}",
              "out_record": f"{c.dir}/{STAGED['record']}",
              "checkpoint": f"{c.dir}/{PACKED_CKPT}",
              "done_if": [f"{c.dir}/{f}" for f in TRAIN_OUT.values()],
-             "steps": cell_steps(config, c)}
-            for c in members(assignment, record)]
+             "steps": cell_steps(config, c, c in sampled)}
+            for c in chosen]
 
 
-def cell_steps(config: dict, cell: Cell) -> list[dict]:
+def cell_steps(config: dict, cell: Cell, sampled: bool | None = None) -> list[dict]:
     """A cell's steps after training, as the command lines of its own jobs (the rules
     min_train, min_test, measure and sample in workflow/rules/): the pack runs them in its
     process, staged, and each job takes its result over when its command line is this one
-    (shiftcurv.staging; tests/test_packing.py checks that every job of a packed sweep does)."""
+    (shiftcurv.staging; tests/test_packing.py checks that every job of a packed sweep does).
+    `sampled`: whether the cell runs Eq. 4 chains (looked up when None)."""
     from shiftcurv.sweep.settings import (
         as_json,
         eq4_cells,
@@ -177,7 +190,9 @@ def cell_steps(config: dict, cell: Cell) -> list[dict]:
     steps.append({"name": "measure", "argv": [
         "measure", *after, "--settings", as_json(measure_settings(config, cell)),
         "--out", f"{d}/{MEASURE_OUT}"]})
-    if cell in set(eq4_cells(config)):
+    if sampled is None:
+        sampled = cell in set(eq4_cells(config))
+    if sampled:
         steps += [{"name": f"sample_{chain}", "argv": [
             "sample", *after, "--settings", as_json(eq4_settings(config, cell, chain)),
             "--out", f"{d}/{EQ4_OUT.format(chain=chain)}"]} for chain in eq4_chains(config)]
