@@ -211,7 +211,7 @@ def test_sigterm_during_the_cells_steps_exits_75_and_the_rerun_goes_on(tmp_path,
     """A stop signal after training, while the pack runs its cells' later steps: the running
     step ends, no other starts, exit 75; the rerun trains nothing, keeps the staged steps and
     runs the rest."""
-    from shiftcurv import staging
+    from shiftcurv.commands import _staging as staging
 
     spec = with_steps(tmp_path, data)
     cmd = ["train-pack", "--data", str(data), "--cells", f"@{spec}", "--threads", "1",

@@ -1,4 +1,4 @@
-"""Staged steps (shiftcurv.staging): a pack runs a cell's later step and the cell's own job takes
+"""Staged steps (commands._staging): a pack runs a cell's later step and the cell's own job takes
 the result over only when it was made from the very same command line and input contents."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from shiftcurv import staging
 from shiftcurv.cli import main
-from shiftcurv.staging import run_steps
+from shiftcurv.commands import _staging as staging
+from shiftcurv.commands._staging import run_steps
 from shiftcurv.train.signals import EXIT_INTERRUPTED, StopRequest
 
 MINIMIZE = {"arch": {"type": "mlp", "widths": [6]}, "split": "train", "l2": 1e-5,

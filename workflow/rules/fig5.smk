@@ -86,7 +86,7 @@ rule fig5_shift:
 
 # Fig. 5 runs packed (`pack: K`, shiftcurv.sweep.packs): the runs of a stage whose outputs are
 # missing when the DAG is built run K at a time in one process, staged, and each run's own job
-# above takes its result over (shiftcurv.staging). Stage 2 (plain SGD from given weights)
+# above takes its result over (shiftcurv.commands._staging). Stage 2 (plain SGD from given weights)
 # packs per batch size and trains vectorized; stage 1 (momentum) and the shift runs (each its
 # own data) run one after the other (`shiftcurv run-steps`): imports and data once per pack.
 rule fig5_pack:
@@ -102,7 +102,7 @@ rule fig5_pack:
         stage="stage1|shift",
         pack=r"[0-9a-f]{10}",
     # longest work first on few cores (shiftcurv.sweep.packs.PRIORITY)
-    priority: lambda wildcards: packs.PRIORITY["fig5_" + wildcards.stage]
+    priority: lambda wildcards: packs.PRIORITY[f"fig5_{wildcards.stage}"]
     group:
         "pack"
     threads: THREADS

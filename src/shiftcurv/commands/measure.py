@@ -39,7 +39,7 @@ from shiftcurv.commands._common import (
 )
 
 HELP = "measure losses, curvatures and shift along the line between the minima"
-# file arguments (argparse dests), for a pack's staged run of this step (shiftcurv.staging)
+# file arguments (argparse dests), for a pack's staged run of this step (commands._staging)
 INPUTS = ("data", "theta_sgd", "theta_train", "theta_test", "train_record", "min_records")
 OUTPUTS = ("out",)
 TRAIN_KEYS = ("lr", "batch_size", "temperature", "epochs", "epochs_planned", "steps", "n_params",

@@ -33,7 +33,7 @@ from shiftcurv.commands._common import (
 )
 
 HELP = "find the train or test minimum from the SGD solution (gradient flow)"
-# file arguments (argparse dests), for a pack's staged run of this step (shiftcurv.staging)
+# file arguments (argparse dests), for a pack's staged run of this step (commands._staging)
 INPUTS = ("data", "init", "init_record")
 OUTPUTS = ("out_weights", "out_record")
 FLOW_OPTIONS = ("tau_max", "gtol", "step_ratio", "order", "max_steps")

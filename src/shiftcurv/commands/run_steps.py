@@ -3,7 +3,7 @@
 What a pack job does for runs it cannot vectorize (the Fig. 5 runs: momentum, a given init,
 subsampled data; docs/packing.md): torch, Lightning and the data are loaded once, not once per
 run. Each step writes its outputs under staging names, and the step's own Snakemake job (the
-same command line) takes them over (shiftcurv.staging); a step that fails is left to its own
+same command line) takes them over (commands._staging); a step that fails is left to its own
 job, which runs it and reports why, while the others go on.
 
 --steps is a JSON list (text, or @FILE) of {"name": NAME, "argv": ["train", "--data", ...]}.
@@ -32,7 +32,7 @@ def add_arguments(p):
 
 
 def parse_steps(text: str) -> list[dict]:
-    from shiftcurv.staging import steps_problem
+    from shiftcurv.commands._staging import steps_problem
 
     steps = parse_json_argument(text, "--steps")
 
@@ -53,7 +53,7 @@ def run(args) -> int:
 def run_all(args, steps: list[dict], stop) -> int:
     import sys
 
-    from shiftcurv import staging
+    from shiftcurv.commands import _staging as staging
     from shiftcurv.commands._common import provenance
     from shiftcurv.io import write_json
 

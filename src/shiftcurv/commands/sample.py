@@ -44,7 +44,7 @@ from shiftcurv.commands._common import (
 )
 
 HELP = "sample SGD's steady state and measure Eq. 4's terms"
-# file arguments (argparse dests), for a pack's staged run of this step (shiftcurv.staging)
+# file arguments (argparse dests), for a pack's staged run of this step (commands._staging)
 INPUTS = ("data", "theta_sgd", "theta_train", "theta_test", "train_record", "min_records")
 OUTPUTS = ("out",)
 MEASURABLE = ("ok", "unconverged")

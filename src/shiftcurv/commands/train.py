@@ -49,7 +49,7 @@ FIELDS = ("temperature", "batch_size", "seed", "l2", "epochs_ref", "temperature_
 # and, with --init, the starting weights (Fig. 5 stage 2)
 EXTRA = ("split", "init_sha256")
 MOMENTUM = "__momentum__."  # key prefix of the momentum buffers inside a checkpoint
-# file arguments (argparse dests), for a staged run of this step (shiftcurv.staging: the Fig. 5
+# file arguments (argparse dests), for a staged run of this step (commands._staging: the Fig. 5
 # runs of a pack job)
 INPUTS = ("data", "init")
 OUTPUTS = ("out_weights", "out_record")
@@ -126,8 +126,7 @@ def adopt_staged(args) -> bool:
     cell's outputs under their staging names for these very settings: rename them into place
     (no torch imported). Otherwise False, and the cell is trained here."""
     from shiftcurv.io import read_json
-    from shiftcurv.staging import staged
-    from shiftcurv.sweep.packs import KEY_PREFIX
+    from shiftcurv.sweep.packs import KEY_PREFIX, staged
 
     weights, record = Path(args.out_weights), Path(args.out_record)
     staged_w = weights.with_name(staged(weights.name))

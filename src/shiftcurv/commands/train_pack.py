@@ -16,12 +16,12 @@ when every cell has finished; the workflow's pack job has it as its one output.
 A cell may start from given weights ("init": PATH, as `shiftcurv train --init`: the Fig. 5
 stage 2), and may name its own job's command line ("job_argv": ["train", ...]): its outputs
 (then that job's outputs under their staging names) get a key the job takes them over by
-(shiftcurv.staging). A cell may also name its later steps, run in this process once the pack
+(commands._staging). A cell may also name its later steps, run in this process once the pack
 is trained:
   "steps": [{"name": "min_train", "argv": ["minimize", "--data", ..., "--out-record", PATH]},
             ...]
 each the command line of the cell's own Snakemake job. A step writes its outputs under staging
-names, and the cell's job (the same command line) takes them over (shiftcurv.staging): import,
+names, and the cell's job (the same command line) takes them over (commands._staging): import,
 data and set-up costs are paid once per pack, not once per step. A step that fails is left to
 the cell's own job, which runs it and reports why; its pack-mates go on.
 
@@ -47,7 +47,8 @@ import math
 import sys
 from pathlib import Path
 
-from shiftcurv import ShiftcurvError, staging
+from shiftcurv import ShiftcurvError
+from shiftcurv.commands import _staging as staging
 from shiftcurv.commands._common import (
     add_threads_argument,
     build_model,
@@ -148,11 +149,9 @@ def already_done(cell: dict, key: str) -> bool:
 
 def steps_left(cells: list[dict]) -> bool:
     """Some cell's later step has no outputs yet (a cheap check, before importing torch)."""
-    from shiftcurv.cli import build_parser
-
     for c in cells:
         for step in c.get("steps", []):
-            parsed = build_parser(only=step["argv"][0]).parse_args(step["argv"])
+            parsed = staging.parse_argv(step["argv"])
             if not all(Path(o).exists() for o in staging.outputs_of(parsed)):
                 return True
     return False

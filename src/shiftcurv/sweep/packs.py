@@ -29,7 +29,6 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from shiftcurv.staging import staged
 from shiftcurv.sweep.cells import (
     DATA_FILE,
     EQ4_OUT,
@@ -53,6 +52,20 @@ PACKED_CKPT = "theta_sgd.packed.ckpt"
 # a packed run's resume key is "packed:" + its settings' key: the unpacked trainer never resumes
 # a pack's checkpoint (their kernels may differ in the last bits), nor adopts other settings'
 KEY_PREFIX = "packed:"
+
+
+def staged(name: str) -> str:
+    """The staging name of an output: theta_sgd.safetensors -> theta_sgd.packed.safetensors
+    (what a pack writes for a cell's job to take over, shiftcurv.commands._staging).
+
+    >>> staged("train.json")
+    'train.packed.json'
+    >>> staged("results/runs/a/measure.json")
+    'results/runs/a/measure.packed.json'
+    """
+    head, sep, name = name.rpartition("/")
+    stem, dot, ext = name.rpartition(".")
+    return head + sep + (f"{stem}.packed.{ext}" if dot else f"{name}.packed")
 
 
 STAGED = {k: staged(v) for k, v in TRAIN_OUT.items()}
@@ -163,7 +176,7 @@ def cell_steps(config: dict, cell: Cell, sampled: bool | None = None) -> list[di
     """A cell's steps after training, as the command lines of its own jobs (the rules
     min_train, min_test, measure and sample in workflow/rules/): the pack runs them in its
     process, staged, and each job takes its result over when its command line is this one
-    (shiftcurv.staging; tests/test_packing.py checks that every job of a packed sweep does).
+    (commands._staging; tests/test_packing.py checks that every job of a packed sweep does).
     `sampled`: whether the cell runs Eq. 4 chains (looked up when None)."""
     from shiftcurv.sweep.settings import (
         as_json,

@@ -25,20 +25,9 @@ import json
 import os
 from pathlib import Path
 
+from shiftcurv.sweep.packs import staged  # the naming, shared with the planner (torch-free)
+
 NOT_KEYED = ("threads", "command", "_module", "checkpoint")  # do not change what a step computes
-
-
-def staged(name: str) -> str:
-    """The staging name of an output: theta_sgd.safetensors -> theta_sgd.packed.safetensors.
-
-    >>> staged("train.json")
-    'train.packed.json'
-    >>> staged("results/runs/a/measure.json")
-    'results/runs/a/measure.packed.json'
-    """
-    head, sep, name = name.rpartition("/")
-    stem, dot, ext = name.rpartition(".")
-    return head + sep + (f"{stem}.packed.{ext}" if dot else f"{name}.packed")
 
 
 def key_file(outputs: list[str]) -> Path:
@@ -144,7 +133,7 @@ def is_argv(argv) -> bool:
 
 def parse_argv(argv: list[str]):
     """The parsed command line of a step (its module in `_module`)."""
-    from shiftcurv.cli import build_parser
+    from shiftcurv.commands._parser import build_parser
 
     return build_parser(only=argv[0]).parse_args(argv)
 
