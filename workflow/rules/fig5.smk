@@ -102,7 +102,7 @@ rule fig5_pack:
         stage="stage1|shift",
         pack=r"[0-9a-f]{10}",
     # longest work first on few cores (shiftcurv.sweep.packs.PRIORITY)
-    priority: lambda wildcards: packs.PRIORITY[f"fig5_{wildcards.stage}"]
+    priority: lambda wildcards: packs.fig5_priority(wildcards.stage)
     group:
         "pack"
     threads: THREADS

@@ -46,6 +46,12 @@ INDEX = f"{RESULTS}/packs/index.json"
 # so that the shorter ones fill the end. Measured on the default sweep (2 cores): the synthetic
 # basins (45 s) first and the CNN cell pack (130 s) last ended the run 60 s after the rest.
 PRIORITY = {"fig5_stage1": 3, "cells": 2, "fig5_stage2": 1, "fig5_shift": 1}
+
+
+def fig5_priority(stage: str) -> int:
+    return PRIORITY[f"fig5_{stage}"]
+
+
 RECORD_NAME = re.compile(r"pack~[0-9a-f]{10}\.json")  # beside it: .log, .benchmark.tsv, .cells.json
 MAX_PACK = 128  # cells per pack job: its --cells argument stays under Linux's 128 KiB per word
 PACKED_CKPT = "theta_sgd.packed.ckpt"
