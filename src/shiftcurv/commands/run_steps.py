@@ -35,7 +35,6 @@ def parse_steps(text: str) -> list[dict]:
     from shiftcurv.commands._staging import steps_problem
 
     steps = parse_json_argument(text, "--steps")
-
     problem = steps_problem(steps) or (None if steps else "must not be empty")
     if problem:
         raise ShiftcurvError(f"--steps {problem}")
