@@ -432,6 +432,7 @@ def test_a_pack_killed_mid_sweep_resumes_every_cell_bit_identically(tmp_path, ca
     for k, c in enumerate(cells):
         c.update(out_weights=str(tmp_path / f"ref{k}.safetensors"),
                  out_record=str(tmp_path / f"ref{k}.json"), checkpoint=None, done_if=[])
+        del c["job_argv"], c["steps"]  # the training alone, into the reference files
     assert main(["train-pack", "--data", str(work / "results/data/gaussian-teacher.npz"),
                  "--cells", json.dumps(cells), "--threads", "1"]) == 0
     capsys.readouterr()

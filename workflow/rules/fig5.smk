@@ -108,14 +108,11 @@ rule fig5_pack:
     threads: THREADS
     resources:
         **GPU_RESOURCES,
-        runtime=lambda wildcards, attempt: min(
-            24 * 60,
-            len(fig5_pack_steps(wildcards))
-            * config["fig5"]["runtime"][wildcards.stage]
-            * 2 ** (attempt - 1),
-        ),
+        runtime=fig5_pack_runtime(FIG5_PACK),
     params:
-        steps=lambda wildcards: sw.as_json(fig5_pack_steps(wildcards)),
+        steps=lambda wildcards: sw.as_json(
+            packs.fig5_pack_steps(fig5_pack_runs(FIG5_PACK)(wildcards))
+        ),
     run:
         spec = write_pack_spec(output.record, params.steps)
         shell(
@@ -127,7 +124,8 @@ rule fig5_pack:
 rule fig5_train_pack:
     input:
         data=DATA,
-        init=fig5_pack_inputs,
+        # the stage-1 weights its runs start from (made by the stage-1 jobs)
+        init=lambda wildcards: packs.fig5_pack_inputs(fig5_pack_runs(FIG5_STAGE2_PACK)(wildcards)),
     output:
         record=f"{FIG5_STAGE2_PACK}.json",
     log:
@@ -142,14 +140,11 @@ rule fig5_train_pack:
     threads: THREADS
     resources:
         **GPU_RESOURCES,
-        runtime=lambda wildcards, attempt: min(
-            24 * 60,
-            len(fig5_pack_cells(wildcards))
-            * config["fig5"]["runtime"]["stage2"]
-            * 2 ** (attempt - 1),
-        ),
+        runtime=fig5_pack_runtime(FIG5_STAGE2_PACK),
     params:
-        cells=lambda wildcards: sw.as_json(fig5_pack_cells(wildcards)),
+        cells=lambda wildcards: sw.as_json(
+            packs.fig5_pack_cells(fig5_pack_runs(FIG5_STAGE2_PACK)(wildcards))
+        ),
     run:
         spec = write_pack_spec(output.record, params.cells)
         shell(

@@ -1,9 +1,10 @@
-# Packed training (`pack: K` in the config, shiftcurv.sweep.packs): the cells whose training
-# outputs are missing when the DAG is built train K at a time in one `train_pack` job, into
-# staging files in their own directories; each cell's `train` job then takes its staged files
-# over (`shiftcurv train` renames them into place). A cell's pack is recorded once, in
-# results/packs/index.json, by the process that plans the run, so adding cells forms new packs
-# and never touches a finished one. With `pack: 1` (the default) `train` is the plain rule.
+# Packs (`pack: K` in the config, shiftcurv.sweep.packs): the cells whose training outputs are
+# missing when the DAG is built go K at a time to one `train_pack` job, which trains them and
+# runs their later steps, staged in their own directories; each of a cell's jobs then takes its
+# staged result over (shiftcurv.commands._staging). Fig. 5 runs pack the same way (fig5.smk).
+# A pack is recorded once, in results/packs/index.json, by the process that plans the run, so
+# adding cells forms new packs and never touches a finished one. With `pack: 1` or none, every
+# cell's jobs run as plain rules.
 import sys
 
 from shiftcurv.sweep import packs  # noqa: E402  (light: no torch)
@@ -48,19 +49,24 @@ def fig5_pack_record_of(run_dir):
     return record
 
 
-def fig5_pack_steps(wildcards):
-    return packs.fig5_pack_steps(config, FIG5_PACK_OF, FIG5_PACK.format(**wildcards) + ".json")
+FIG5_MEMBERS = packs.fig5_by_record(config, FIG5_PACK_OF)  # one pass, not one per pack
 
 
-def fig5_pack_cells(wildcards):
-    record = FIG5_STAGE2_PACK.format(**wildcards) + ".json"
-    return packs.fig5_pack_cells(config, FIG5_PACK_OF, record)
+def fig5_pack_runs(pattern):
+    """The runs of the Fig. 5 pack whose record `pattern` names (FIG5_PACK, FIG5_STAGE2_PACK)."""
+    return lambda wildcards: FIG5_MEMBERS.get(pattern.format(**wildcards) + ".json", [])
 
 
-def fig5_pack_inputs(wildcards):
-    """The stage-1 weights its stage-2 runs start from (made by the stage-1 jobs)."""
-    record = FIG5_STAGE2_PACK.format(**wildcards) + ".json"
-    return packs.fig5_pack_inputs(config, FIG5_PACK_OF, record)
+def fig5_pack_runtime(pattern):
+    """Minutes (SLURM --time): the runs' `fig5.runtime` of their stage, summed (the pack runs
+    them one after the other, or vectorized, faster), at most a day, doubled on each retry."""
+
+    def runtime(wildcards, attempt):
+        runs = fig5_pack_runs(pattern)(wildcards)
+        minutes = sum(config["fig5"]["runtime"][r["stage"]] for r in runs)
+        return min(24 * 60, minutes * 2 ** (attempt - 1))
+
+    return runtime
 
 
 PACK_MEMBERS = packs.by_record(PACK_OF)  # one pass over the cells, not one per pack

@@ -49,8 +49,8 @@ FIELDS = ("temperature", "batch_size", "seed", "l2", "epochs_ref", "temperature_
 # and, with --init, the starting weights (Fig. 5 stage 2)
 EXTRA = ("split", "init_sha256")
 MOMENTUM = "__momentum__."  # key prefix of the momentum buffers inside a checkpoint
-# file arguments (argparse dests), for a staged run of this step (commands._staging: the Fig. 5
-# runs of a pack job)
+# file arguments (argparse dests): a pack job trains this step's cell or Fig. 5 run staged and
+# this command takes the result over (commands._staging)
 INPUTS = ("data", "init")
 OUTPUTS = ("out_weights", "out_record")
 
@@ -121,37 +121,8 @@ def remove_stale_temporaries(*paths: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def adopt_staged(args) -> bool:
-    """A pack job (`shiftcurv train-pack` in the workflow, shiftcurv.sweep.packs) left this
-    cell's outputs under their staging names for these very settings: rename them into place
-    (no torch imported). Otherwise False, and the cell is trained here."""
-    from shiftcurv.io import read_json
-    from shiftcurv.sweep.packs import KEY_PREFIX, staged
-
-    weights, record = Path(args.out_weights), Path(args.out_record)
-    staged_w = weights.with_name(staged(weights.name))
-    staged_r = record.with_name(staged(record.name))
-    if args.init or not (staged_w.exists() and staged_r.exists()):
-        return False
-    try:
-        rec = read_json(staged_r)
-    except ShiftcurvError:
-        return False
-    if rec.get("pack", {}).get("key") != KEY_PREFIX + checkpoint_key(
-            parse_settings(args.settings)) or rec.get("status") not in ("ok", "diverged"):
-        log(f"not adopting {staged_r}: written for other settings; training here")
-        return False
-    os.replace(staged_w, weights)
-    os.replace(staged_r, record)
-    log(f"adopted the pack's outputs {staged_w.name}, {staged_r.name} (status {rec['status']})")
-    return True
-
-
 def run(args) -> int:
     from shiftcurv.train.signals import run_until_stopped
-
-    if adopt_staged(args):
-        return 0
 
     def kept() -> str:
         ckpt = Path(args.checkpoint or args.out_weights + ".ckpt")
@@ -159,13 +130,6 @@ def run(args) -> int:
 
     # installed first, so that Lightning's SIGTERM handler (set in Trainer.fit) chains ours
     return run_until_stopped(lambda stop: train(args, stop), "train", kept)
-
-
-def file_sha256(path: str) -> str:
-    import hashlib
-
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def final_losses(history: dict, window: int) -> dict:
@@ -196,6 +160,8 @@ def train(args, stop) -> int:
     require(s, "arch", "temperature", "batch_size", "seed")
     ds = splits.apply(data.load(args.data), s.get("split"))
     if args.init:
+        from shiftcurv.commands._staging import file_sha256
+
         s["init_sha256"] = file_sha256(args.init)  # the start point is part of the run's key
     try:
         settings = TrainSettings(**{k: s[k] for k in FIELDS if k in s})

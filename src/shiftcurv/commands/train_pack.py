@@ -126,17 +126,17 @@ def job_key(cell: dict) -> tuple[list[str], str] | None:
     return outputs, staging.step_key(job)
 
 
-def already_done(cell: dict, key: str) -> bool:
-    """Outputs of a finished packed run of these settings are there, or all of `done_if`, or
-    its job's staged result with this key."""
+def already_done(cell: dict, key: str, job: tuple[list[str], str] | None) -> bool:
+    """All of `done_if` are there; or, for a cell with its job's command line (`job`, from
+    `job_key`), its staged result has that job's key; or, without one, outputs of a finished
+    packed run of these settings are there."""
     from shiftcurv.io import read_json
 
     done_if = cell.get("done_if") or []
     if done_if and all(Path(p).exists() for p in done_if):
         return True
-    job = job_key(cell)
-    if job is not None and staging.staged_key(job[0]) == job[1]:
-        return True
+    if job is not None:
+        return staging.staged_key(job[0]) == job[1]
     if not (Path(cell["out_weights"]).exists() and Path(cell["out_record"]).exists()):
         return False
     try:
@@ -163,14 +163,16 @@ def train_pack(args, stop) -> int:
 
     cells = parse_cells(args.cells)
     keys = [KEY_PREFIX + checkpoint_key(c["settings"]) for c in cells]
-    if all(already_done(c, key) for c, key in zip(cells, keys, strict=True)) and \
-            not steps_left(cells):
+    jobs = [job_key(c) for c in cells]
+    todo = [k for k, c in enumerate(cells) if not already_done(c, keys[k], jobs[k])]
+    if not todo and not steps_left(cells):
         write_pack_record(args, cells, {}, {})  # nothing left: no torch, no data
         return 0
-    return train_and_step(args, stop, cells, keys)
+    return train_and_step(args, stop, cells, keys, jobs, todo)
 
 
-def train_and_step(args, stop, cells: list[dict], keys: list[str]) -> int:
+def train_and_step(args, stop, cells: list[dict], keys: list[str], jobs: list, todo: list[int]
+                   ) -> int:
     import torch
 
     from shiftcurv import data
@@ -206,7 +208,6 @@ def train_and_step(args, stop, cells: list[dict], keys: list[str]) -> int:
     if settings[0].batch_size > ds.n_train:
         raise ShiftcurvError(f"batch_size {settings[0].batch_size} exceeds the {ds.n_train} "
                              f"training samples of {args.data}")
-    todo = [k for k, c in enumerate(cells) if not already_done(c, keys[k])]
     for k in sorted(set(range(len(cells))) - set(todo)):
         log(f"cell {k}: done ({cells[k]['out_record']} of these settings, or its done_if "
             f"files): skipped")
@@ -238,8 +239,6 @@ def train_and_step(args, stop, cells: list[dict], keys: list[str]) -> int:
                     "status": st.status, "wall_seconds": st.wall_seconds, "momentum": 0})
 
     finished = set()
-
-    jobs = {k: job_key(cells[k]) for k in todo}
 
     def on_finish(j):
         k = todo[j]

@@ -317,6 +317,7 @@ def calibrate(config: dict, root: str = ".",
         if eq4_benchmarks(files):
             finished.setdefault((cell.dataset, cell.arch, EQ4_RULE), []).append(cell)
     samples: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    packed: dict[sw.Cell, bool] = {}
     for key, cells in finished.items():
         rule = key[2]
         if len(cells) > MAX_SAMPLES:  # evenly spread over the sweep (config order)
@@ -324,7 +325,9 @@ def calibrate(config: dict, root: str = ".",
             cells = [cells[int(i * step)] for i in range(MAX_SAMPLES)]
         for cell in cells:
             d = os.path.join(root, cell.dir)
-            if packs.STAGED["record"] in state[cell] or _packed(d):
+            if cell not in packed:  # read once per cell, not once per rule
+                packed[cell] = packs.STAGED["record"] in state[cell] or _packed(d)
+            if packed[cell]:
                 continue  # its jobs took a pack's results over: the pack records say the time
             if rule == EQ4_RULE:  # one job per sampler: each a sample of the per-job mean
                 for name in eq4_benchmarks(state[cell]):

@@ -1,23 +1,25 @@
-"""Packs: which cells train together in one `shiftcurv train-pack` job (config `pack: K`).
+"""Packs: which cells (and Fig. 5 runs) run together in one pack job (config `pack: K`).
 
 No torch here: the Snakefile forms the packs at parse time.
 
 How packs are formed. Only cells whose training outputs are missing when the DAG is built join
-a pack: per (dataset, arch, B), in config order, K at a time. A pack is named by a hash of its
-members' directories, and the assignment is *sticky*: it is recorded in `results/packs/
-index.json` (cell directory -> pack record) by the Snakemake process that plans the run (not
-by a dry run, not inside cluster jobs, which read it), and a cell keeps its pack for good. So
-adding a seed or a temperature forms new packs from the new cells only: no finished cell's pack
-changes, and no finished cell is retrained or re-dated. Cells trained before packing was on
-(or with `pack: 1`) stay unpacked: their `train` job keeps the inputs it had.
+a pack: per (dataset, arch, B), in config order, K at a time (Fig. 5 runs: per stage, stage 2
+per B). A pack is named by a hash of its members' directories, and the assignment is *sticky*:
+it is recorded in `results/packs/index.json` (directory -> pack record) by the Snakemake
+process that plans the run (not by a dry run, not inside cluster jobs, which read it), and a
+cell keeps its pack for good. So adding a seed or a temperature forms new packs from the new
+cells only: no finished cell's pack changes, and no finished cell is retrained or re-dated.
+Cells trained before packing was on (or with `pack: 1`) stay unpacked: their jobs keep the
+inputs they had.
 
-The workflow: the pack job (`train_pack`) trains its members into staging files in each cell
-directory (`STAGED`, not Snakemake outputs, so a rerun of the pack never deletes them; its
-checkpoints are `PACKED_CKPT`) and writes the pack record (its one output). Each cell's `train`
-job, whose input is its pack's record (`ancient`: a rerun pack does not re-date finished
-cells), takes its staged files over (`shiftcurv train` renames them into place when their key
-matches its settings; otherwise it trains the cell itself). Keep `results/packs/` with the
-cells: deleting it makes Snakemake see changed inputs and retrain.
+The workflow: the pack job (`train_pack`) trains its members, then runs their later steps,
+writing everything under staging names (`staged`: not Snakemake outputs, so a rerun of the
+pack never deletes them; its checkpoints are `PACKED_CKPT`) and the pack record (its one
+output). Each of a cell's own jobs (their command lines: `train_job_argv`, `cell_steps`)
+takes its staged result over when the result's key is its own (shiftcurv.commands._staging);
+the cell's `train` job has the pack's record as an input (`ancient`: a rerun pack does not
+re-date finished cells). Keep `results/packs/` with the cells: deleting it makes Snakemake see
+changed inputs and retrain.
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ def fig5_priority(stage: str) -> int:
 
 
 RECORD_NAME = re.compile(r"pack~[0-9a-f]{10}\.json")  # beside it: .log, .benchmark.tsv, .cells.json
-MAX_PACK = 128  # cells per pack job: its --cells argument stays under Linux's 128 KiB per word
 PACKED_CKPT = "theta_sgd.packed.ckpt"
 # a packed run's resume key is "packed:" + its settings' key: the unpacked trainer never resumes
 # a pack's checkpoint (their kernels may differ in the last bits), nor adopts other settings'
@@ -162,20 +163,31 @@ def by_record(assignment: dict) -> dict[str, list]:
 
 def cells_argument(config: dict, assignment: dict[Cell, str], record: str,
                    members_of: dict[str, list[Cell]] | None = None) -> list[dict]:
-    """The pack job's `shiftcurv train-pack --cells`: each member's settings, staging outputs,
-    checkpoint, its final outputs (a member that has them is skipped) and its later steps.
-    `members_of`: `by_record(assignment)`, when the caller has it."""
+    """The pack job's `shiftcurv train-pack --cells`: each member's settings, its `train` job's
+    command line (whose outputs, staged, it writes), checkpoint, its final outputs (a member
+    that has them is skipped) and its later steps. `members_of`: `by_record(assignment)`, when
+    the caller has it."""
     from shiftcurv.sweep.settings import eq4_cells, train_settings
 
     chosen = (members_of or {}).get(record) or members(assignment, record)
     sampled = set(eq4_cells(config))
-    return [{"settings": train_settings(config, c),
+    return [{"settings": train_settings(config, c), "job_argv": train_job_argv(config, c),
              "out_weights": f"{c.dir}/{STAGED['weights']}",
              "out_record": f"{c.dir}/{STAGED['record']}",
              "checkpoint": f"{c.dir}/{PACKED_CKPT}",
              "done_if": [f"{c.dir}/{f}" for f in TRAIN_OUT.values()],
              "steps": cell_steps(config, c, c in sampled)}
             for c in chosen]
+
+
+def train_job_argv(config: dict, cell: Cell) -> list[str]:
+    """The command line of a cell's `train` job (workflow/rules/train.smk), --threads aside."""
+    from shiftcurv.sweep.settings import as_json, train_settings
+
+    return ["train", "--data", DATA_FILE.format(dataset=cell.dataset),
+            "--settings", as_json(train_settings(config, cell)),
+            "--out-weights", f"{cell.dir}/{TRAIN_OUT['weights']}",
+            "--out-record", f"{cell.dir}/{TRAIN_OUT['record']}"]
 
 
 def cell_steps(config: dict, cell: Cell, sampled: bool | None = None) -> list[dict]:
@@ -223,7 +235,6 @@ def cell_steps(config: dict, cell: Cell, sampled: bool | None = None) -> list[di
 # (`shiftcurv train-pack`, rule fig5_train_pack); stage 1 (momentum) and the shift runs
 # (each its own data) run one after the other in one process (`shiftcurv run-steps`, rule
 # fig5_pack).
-FIG5_STAGES = ("stage1", "stage2", "shift")
 FIG5_PACKED_CKPT = "theta.packed.ckpt"
 
 
@@ -277,17 +288,21 @@ def assign_fig5(config: dict, root: str = ".") -> tuple[dict[str, str], bool]:
         os.path.exists(os.path.join(root, d, name)) for name in (f5.WEIGHTS, f5.RECORD)))
 
 
-def _fig5_members(config: dict, assignment: dict[str, str], record: str) -> list[dict]:
-    return [r for r in fig5_runs(config) if assignment.get(r["dir"]) == record]
+def fig5_by_record(config: dict, assignment: dict[str, str]) -> dict[str, list[dict]]:
+    """{pack record: its Fig. 5 runs (as `fig5_runs`)}, in one pass."""
+    out: dict[str, list[dict]] = defaultdict(list)
+    for r in fig5_runs(config):
+        if r["dir"] in assignment:
+            out[assignment[r["dir"]]].append(r)
+    return dict(out)
 
 
-def fig5_pack_steps(config: dict, assignment: dict[str, str], record: str) -> list[dict]:
+def fig5_pack_steps(runs: list[dict]) -> list[dict]:
     """The `shiftcurv run-steps --steps` of a stage-1 or shift pack: its runs' command lines."""
-    return [{"name": r["stage"], "argv": r["argv"]}
-            for r in _fig5_members(config, assignment, record)]
+    return [{"name": r["stage"], "argv": r["argv"]} for r in runs]
 
 
-def fig5_pack_cells(config: dict, assignment: dict[str, str], record: str) -> list[dict]:
+def fig5_pack_cells(runs: list[dict]) -> list[dict]:
     """The `shiftcurv train-pack --cells` of a stage-2 pack: each run's settings and init, its
     job's command line and outputs under their staging names (its job takes them over)."""
     from shiftcurv.sweep import fig5 as f5
@@ -297,10 +312,9 @@ def fig5_pack_cells(config: dict, assignment: dict[str, str], record: str) -> li
              "out_record": staged(f"{r['dir']}/{f5.RECORD}"),
              "checkpoint": f"{r['dir']}/{FIG5_PACKED_CKPT}",
              "done_if": [f"{r['dir']}/{f5.WEIGHTS}", f"{r['dir']}/{f5.RECORD}"]}
-            for r in _fig5_members(config, assignment, record)]
+            for r in runs]
 
 
-def fig5_pack_inputs(config: dict, assignment: dict[str, str], record: str) -> list[str]:
+def fig5_pack_inputs(runs: list[dict]) -> list[str]:
     """What a Fig. 5 pack reads besides the data: its stage-2 runs' stage-1 weights."""
-    return list(dict.fromkeys(r["init"] for r in _fig5_members(config, assignment, record)
-                              if r["init"]))
+    return list(dict.fromkeys(r["init"] for r in runs if r["init"]))
